@@ -1,0 +1,31 @@
+"""Where the shared public data sets live.
+
+The data is never copied into the repository: it is read from ``$INSTRUCTREC_DATA``, by default
+the ``shared/data`` folder beside the checkout.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_DEFAULT = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+def data_root() -> Path:
+    """The folder holding the shared data sets (it may not exist on a fresh clone)."""
+    return Path(os.environ.get("INSTRUCTREC_DATA", _DEFAULT))
+
+
+def resolve_path(path: str | os.PathLike) -> Path:
+    """Expand ``~`` and ``$VARS`` in a path; ``$INSTRUCTREC_DATA`` defaults to :func:`data_root`.
+
+    Configs name shared data as ``${INSTRUCTREC_DATA}/sst2_glue/glue_dev.tsv`` so that they work on
+    any machine that sets the variable.
+    """
+    text = os.fspath(path)
+    if "INSTRUCTREC_DATA" in text and "INSTRUCTREC_DATA" not in os.environ:
+        text = text.replace("${INSTRUCTREC_DATA}", str(data_root())).replace(
+            "$INSTRUCTREC_DATA", str(data_root())
+        )
+    return Path(os.path.expandvars(os.path.expanduser(text)))
