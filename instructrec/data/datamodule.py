@@ -1,0 +1,314 @@
+"""``InstructionDataModule``: instruction files (or a raw data set plus a template) -> batches.
+
+Each split is parsed into :class:`~instructrec.instructions.Instruction` objects, checked, encoded
+with the backbone's fast tokenizer through ``datasets.Dataset.map(batched=True)`` and cached as
+Arrow (see :mod:`instructrec.data.cache`), so a second run skips straight to loading. Lightning
+owns distributed sampling; this module only builds plain ``DataLoader``s.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from instructrec import backbones
+from instructrec.data import cache, encoding
+from instructrec.data.files import TextRecord, read_instruction_file
+from instructrec.data.loading import LoadedSplit, OnError, collect, in_holdout, parsed, report
+from instructrec.data.paths import resolve_path
+from instructrec.data.sources import templated
+from instructrec.instructions import InstructionError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test", "predict")
+
+
+class InstructionDataModule(L.LightningDataModule):
+    """One task's data, from instruction files or from a raw data set and a template.
+
+    Args:
+        train, val, test, predict: a path (or list of paths) per split; ``${INSTRUCTREC_DATA}`` and
+            ``~`` expand. Instruction files are JSONL (one object a line, the instruction in
+            ``text_field``, an optional ``id``) or text with one instruction per blank-line
+            separated block. Without ``val``, ``val_fraction`` of ``train`` is held out.
+        template: name of a registered template (``instructrec.instructions.templates``) that turns
+            raw records into instructions; the files are then raw data read by its reader.
+        template_args: keyword options for the template (e.g. languages of a parallel corpus).
+        reader_args: keyword options for the raw reader (e.g. ``encoding``).
+        tokenizer: backbone name whose tokenizer encodes the data (linked to the model's backbone
+            by the CLI): a registered name, a local folder, or a hub id when online.
+        max_length: tokens per sequence (longer inputs are truncated; QA contexts are windowed).
+        doc_stride: overlap in tokens between consecutive windows of a long QA context.
+        batch_size: examples per batch (per device).
+        num_workers: DataLoader worker processes.
+        on_error: ``raise`` stops at the first bad record (file, record number, reason);
+            ``skip`` drops bad records, logs the counts and writes them to a rejects file.
+        cache_dir: where encoded splits (Arrow) and rejects files are kept.
+        val_fraction: share of ``train`` held out for validation when ``val`` is not given.
+        seed: chooses template variants per example, and the held-out validation records.
+        text_field: the JSONL key holding the instruction text.
+        file_format: ``auto`` (by extension: ``.jsonl``/``.json`` -> JSONL, else blocks), ``jsonl``
+            or ``blocks``.
+    """
+
+    def __init__(
+        self,
+        train: str | list[str] | None = None,
+        val: str | list[str] | None = None,
+        test: str | list[str] | None = None,
+        predict: str | list[str] | None = None,
+        template: str | None = None,
+        template_args: dict[str, Any] | None = None,
+        reader_args: dict[str, Any] | None = None,
+        tokenizer: str = "tiny-bert",
+        max_length: int = 128,
+        doc_stride: int = 64,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        on_error: OnError = "raise",
+        cache_dir: str = ".cache/instructrec",
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        text_field: str = "text",
+        file_format: str = "auto",
+    ) -> None:
+        super().__init__()
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        if not 0.0 <= val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        self.paths = {split: _as_paths(value) for split, value in zip(SPLITS, (train, val, test, predict))}
+        self.template = template
+        self.template_args = dict(template_args or {})
+        self.reader_args = dict(reader_args or {})
+        self.tokenizer_name = tokenizer
+        self.max_length = max_length
+        self.doc_stride = doc_stride
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.on_error = on_error
+        self.cache_dir = resolve_path(cache_dir)
+        self.val_fraction = val_fraction
+        self.seed = seed
+        self.text_field = text_field
+        self.file_format = file_format
+        self.datasets: dict[str, Any] = {}
+        self.meta: dict[str, dict] = {}
+
+    # -- what the model needs to know ---------------------------------------------------------
+
+    @cached_property
+    def tokenizer(self):
+        return backbones.load_tokenizer(self.tokenizer_name)
+
+    @cached_property
+    def reference(self) -> dict:
+        """The task (and for classification the label set) every split must match.
+
+        Taken from the first usable record of the first split given: the options of one
+        instruction are the label set, in their written order.
+        """
+        split = self._splits()[0]
+        first = next(iter(self._collect(split, check=None, limit=1).examples), None)
+        if first is None:
+            raise InstructionError(f"the {split} split has no usable records in {self._describe(split)}")
+        task = first.instruction.task
+        if task not in encoding.ENCODED_TASKS:
+            raise InstructionError(
+                f"{task} instructions have no encoder in InstructionDataModule yet "
+                f"(it encodes {', '.join(encoding.ENCODED_TASKS)}); first record: {first.source}, record {first.record}"
+            )
+        labels = list(first.instruction.fields["options"]) if task == "classification" else None
+        return {"task": task, "label_names": labels}
+
+    @property
+    def task(self) -> str:
+        return self.reference["task"]
+
+    @property
+    def label_names(self) -> list[str] | None:
+        """The classification label set (linked into the model by the CLI), else None."""
+        return self.reference["label_names"]
+
+    # -- Lightning hooks ----------------------------------------------------------------------
+
+    def prepare_data(self) -> None:
+        for split in self._splits():
+            self._encoded(split)
+
+    def setup(self, stage: str | None = None) -> None:
+        for split in self._splits():
+            self.datasets[split], self.meta[split] = self._encoded(split)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict")
+
+    # -- loading and encoding -----------------------------------------------------------------
+
+    def load_split(self, split: str) -> LoadedSplit:
+        """Parse (or template) and check one split's records, applying ``on_error``."""
+        loaded = self._collect(split, check=self._check())
+        if not loaded.examples:
+            raise InstructionError(
+                f"the {split} split has no usable records ({loaded.total} read, {len(loaded.rejects)} rejected) "
+                f"in {self._describe(split)}"
+            )
+        return loaded
+
+    def encode(self, split: str) -> tuple[Any, dict, LoadedSplit]:
+        """Load and encode one split, bypassing the cache: ``(dataset, meta, loaded)``."""
+        loaded = self.load_split(split)
+        dataset = self._encode_examples(loaded.examples, f"Encoding {split}")
+        meta = {
+            **self.reference,
+            "parsed": len(loaded.examples),
+            "rejected": len(loaded.rejects),
+            "total": loaded.total,
+            "features": len(dataset),
+        }
+        return dataset, meta, loaded
+
+    def batch_from_texts(self, texts: list[str]) -> dict:
+        """A model batch from raw instruction texts, encoded exactly as the data files are.
+
+        Bad input raises ``InstructionError`` naming the input's position, whatever ``on_error``.
+        """
+        records = [TextRecord(text, "<input>", i, f"input-{i}") for i, text in enumerate(texts, start=1)]
+        examples = collect(parsed(records), check=self._check(), on_error="raise").examples
+        dataset = self._encode_examples(examples, None)
+        return self._collate([dataset[i] for i in range(len(dataset))])
+
+    def _check(self):
+        if self.task == "classification":
+            return encoding.check_labels(self.label_names)
+        return encoding.check_task(self.task)
+
+    def _encode_examples(self, examples: list, desc: str | None):
+        from datasets import Dataset
+
+        if self.task == "classification":
+            columns = encoding.classification_columns(examples, self.label_names)
+            encode = encoding.encode_classification(self.tokenizer, self.max_length)
+        else:
+            columns = encoding.qa_columns(examples)
+            encode = encoding.encode_qa(self.tokenizer, self.max_length, self.doc_stride)
+        raw = Dataset.from_dict(columns)
+        return raw.map(encode, batched=True, remove_columns=raw.column_names, desc=desc)
+
+    def _collect(self, split: str, check, limit: int | None = None) -> LoadedSplit:
+        source = "train" if self._held_out(split) else split
+        files = self._files(source)
+        if self.template is None:
+            records = (
+                record
+                for path in files
+                for record in read_instruction_file(path, format=self.file_format, text_field=self.text_field)
+            )
+            items = parsed(records)
+        else:
+            items = templated(files, self.template, self.template_args, self.reader_args, seed=self.seed)
+        if source != split or (split == "train" and self._held_out("val")):
+            items = (item for item in items if in_holdout(item[0].id, self.seed, self.val_fraction) == (split == "val"))
+        return collect(items, check=check, on_error=self.on_error, limit=limit)
+
+    def _encoded(self, split: str) -> tuple[Any, dict]:
+        """The split's encoded dataset and meta, from the cache or freshly built into it."""
+        source = "train" if self._held_out(split) else split
+        key = cache.cache_key(self._files(source), self._settings(split))
+        folder = self.cache_dir / f"{split}-{key}"
+        hit = cache.load_entry(folder)
+        if hit is not None:
+            return hit
+        dataset, meta, loaded = self.encode(split)
+        rejects = folder / "rejects.jsonl"
+        meta["rejects_file"] = str(rejects) if loaded.rejects else None
+        cache.save_entry(folder, dataset, meta, {"rejects.jsonl": loaded.write_rejects} if loaded.rejects else None)
+        report(loaded, f"{split} ({self._describe(source)})", rejects)
+        return cache.load_entry(folder)
+
+    def _settings(self, split: str) -> dict:
+        return {
+            "reference": self.reference,
+            "template": self.template,
+            "template_args": self.template_args,
+            "reader_args": self.reader_args,
+            "tokenizer": backbones.describe(self.tokenizer_name),
+            "max_length": self.max_length,
+            "doc_stride": self.doc_stride,
+            "on_error": self.on_error,
+            "seed": self.seed,
+            "text_field": self.text_field,
+            "file_format": self.file_format,
+            "holdout": self.val_fraction if self._held_out("val") and split in ("train", "val") else None,
+        }
+
+    def _held_out(self, split: str) -> bool:
+        """Whether ``split`` is carved out of ``train`` (``val`` not given, ``val_fraction`` > 0)."""
+        return split == "val" and not self.paths["val"] and bool(self.paths["train"]) and self.val_fraction > 0
+
+    def _splits(self) -> list[str]:
+        splits = [split for split in SPLITS if self.paths[split] or self._held_out(split)]
+        if not splits:
+            raise ValueError("InstructionDataModule has no data: give at least one of train, val, test, predict")
+        return splits
+
+    def _files(self, split: str) -> list[Path]:
+        files = [resolve_path(p) for p in self.paths[split]]
+        for path in files:
+            if not path.is_file():
+                raise FileNotFoundError(f"{split} data file {path} does not exist")
+        return files
+
+    def _describe(self, split: str) -> str:
+        return ", ".join(str(p) for p in self._files("train" if self._held_out(split) else split))
+
+    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        if split not in self.datasets:
+            raise RuntimeError(f"no {split} data: set `{split}` in the data module's config")
+        dataset = self.datasets[split]
+        columns = [c for c in encoding.MODEL_COLUMNS if c in dataset.column_names]
+        return DataLoader(
+            dataset.with_format("torch", columns=columns),
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=self._collate,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    @cached_property
+    def _collate(self) -> "ModelBatchCollator":
+        return ModelBatchCollator(self.tokenizer)
+
+
+class ModelBatchCollator:
+    """Pads each batch to its longest sequence, keeping only the columns a model reads."""
+
+    def __init__(self, tokenizer) -> None:
+        from transformers import DataCollatorWithPadding
+
+        self.pad = DataCollatorWithPadding(tokenizer)
+
+    def __call__(self, rows: list[dict]) -> dict:
+        return self.pad([{k: v for k, v in row.items() if k in encoding.MODEL_COLUMNS} for row in rows])
+
+
+def _as_paths(value: str | list[str] | None) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)

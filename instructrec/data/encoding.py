@@ -1,0 +1,101 @@
+"""Examples -> model features, per task: the checks that make an example usable, and the batched
+tokenisation that ``datasets.Dataset.map`` runs.
+
+Classification: the model reads the rendered instruction without its answer; the label is the
+answer's index in the label set (the options every example shares). Extractive QA: question and
+context are encoded as a pair in doc-stride windows (:mod:`instructrec.data.qa_features`).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from instructrec.data.loading import Example
+from instructrec.data.qa_features import answer_char_span, prepare_qa_features
+from instructrec.instructions import Instruction, InstructionError, render
+
+ENCODED_TASKS = ("classification", "qa")
+IGNORE_LABEL = -100  # examples without an answer (prediction input) carry no label
+
+
+def check_task(task: str) -> Callable[[Instruction], None]:
+    """A check that rejects instructions of another task (one data module, one task)."""
+
+    def check(instruction: Instruction) -> None:
+        if instruction.task != task:
+            raise InstructionError(f"expected a {task} instruction, got {instruction.task}")
+        if task == "qa" and instruction.answer is not None:
+            if answer_char_span(instruction.fields["context"], instruction.answer) is None:
+                raise InstructionError(f"answer {instruction.answer!r} does not occur in the context")
+
+    return check
+
+
+def check_labels(label_names: list[str]) -> Callable[[Instruction], None]:
+    """A check that the options are the label set and the answer is one of them."""
+    labels = set(label_names)
+    base = check_task("classification")
+
+    def check(instruction: Instruction) -> None:
+        base(instruction)
+        options = instruction.fields["options"]
+        if set(options) != labels:
+            raise InstructionError(f"options {options} differ from the label set {label_names}")
+        if instruction.answer is not None and instruction.answer not in labels:
+            raise InstructionError(f"answer {instruction.answer!r} is not one of the options {options}")
+
+    return check
+
+
+def classification_columns(examples: list[Example], label_names: list[str]) -> dict[str, list]:
+    index = {name: i for i, name in enumerate(label_names)}
+    return {
+        "example_id": [e.id for e in examples],
+        "input_text": [render(e.instruction.without_answer()) for e in examples],
+        "labels": [index[e.instruction.answer] if e.instruction.answer is not None else IGNORE_LABEL for e in examples],
+    }
+
+
+def encode_classification(tokenizer, max_length: int) -> Callable[[dict], dict]:
+    def encode(batch: dict) -> dict:
+        features = tokenizer(batch["input_text"], truncation=True, max_length=max_length)
+        features["labels"] = batch["labels"]
+        features["example_id"] = batch["example_id"]
+        return dict(features)
+
+    return encode
+
+
+def qa_columns(examples: list[Example]) -> dict[str, list]:
+    fields = [e.instruction.fields for e in examples]
+    return {
+        "example_id": [e.id for e in examples],
+        "question": [f["question"] for f in fields],
+        "context": [f["context"] for f in fields],
+        "answer": [f.get("answer") for f in fields],
+    }
+
+
+def encode_qa(tokenizer, max_length: int, doc_stride: int) -> Callable[[dict], dict]:
+    def encode(batch: dict) -> dict:
+        starts = [
+            None if answer is None else answer_char_span(context, answer)[0]
+            for context, answer in zip(batch["context"], batch["answer"])
+        ]
+        features = prepare_qa_features(
+            tokenizer,
+            batch["question"],
+            batch["context"],
+            starts,
+            batch["answer"],
+            max_length=max_length,
+            doc_stride=doc_stride,
+        )
+        features["example_id"] = [batch["example_id"][i] for i in features["example_index"]]
+        return features
+
+    return encode
+
+
+# The columns a model reads; the rest (ids, offsets) stay in the data set for post-processing.
+MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "labels", "start_positions", "end_positions")

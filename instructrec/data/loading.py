@@ -1,0 +1,105 @@
+"""Records -> parsed, checked examples, with the bad-record policy applied in one place.
+
+``on_error="raise"`` (the default) stops at the first bad record with its file, record number and
+reason. ``on_error="skip"`` skips it, counts it and keeps it for the rejects file, so that
+``parsed + rejected == total`` always holds: nothing is lost silently.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Literal
+
+from instructrec.data.files import TextRecord, write_jsonl
+from instructrec.instructions import Instruction, InstructionError, parse_instruction
+from instructrec.instructions.templates import stable_hash
+
+log = logging.getLogger(__name__)
+
+OnError = Literal["raise", "skip"]
+
+
+@dataclass(frozen=True)
+class Example:
+    """A parsed instruction and where it came from."""
+
+    id: str
+    instruction: Instruction
+    source: str
+    record: int
+
+
+@dataclass
+class LoadedSplit:
+    examples: list[Example] = field(default_factory=list)
+    rejects: list[dict] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return len(self.examples) + len(self.rejects)
+
+    def write_rejects(self, path: Path) -> None:
+        write_jsonl(path, self.rejects)
+
+
+# A check raises InstructionError when an otherwise valid instruction cannot be used (an answer
+# that is not among the options, or not in its context).
+Check = Callable[[Instruction], None]
+
+
+def collect(
+    items: Iterable[tuple[TextRecord, Callable[[], Instruction]]],
+    *,
+    check: Check | None = None,
+    on_error: OnError = "raise",
+    limit: int | None = None,
+) -> LoadedSplit:
+    """Build each record's instruction (parse or template) and check it, applying ``on_error``.
+
+    With ``limit``, stop once that many examples are usable.
+    """
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    split = LoadedSplit()
+    for record, build in items:
+        try:
+            instruction = build()
+            if check is not None:
+                check(instruction)
+        except InstructionError as error:
+            located = error.located(record.source, record.record) if error.source is None else error
+            if on_error == "raise":
+                raise located from None
+            split.rejects.append(
+                {"source": record.source, "record": record.record, "id": record.id, "reason": located.reason, "text": record.text}
+            )
+            continue
+        split.examples.append(Example(record.id, instruction, record.source, record.record))
+        if limit is not None and len(split.examples) >= limit:
+            break
+    return split
+
+
+def parsed(records: Iterable[TextRecord]) -> Iterable[tuple[TextRecord, Callable[[], Instruction]]]:
+    """Pair each text record with the parse that builds its instruction."""
+    for record in records:
+        yield record, (lambda text=record.text: parse_instruction(text))
+
+
+def in_holdout(example_id: str, seed: int, fraction: float) -> bool:
+    """Whether an example falls in the held-out share: a function of (id, seed) alone, so the
+    split is the same in every run, process and worker."""
+    return stable_hash("holdout", seed, example_id) / 2**64 < fraction
+
+
+def report(split: LoadedSplit, name: str, rejects_path: Path | None) -> None:
+    """Log the counts, and where the rejects went."""
+    if split.rejects:
+        where = f"; rejects written to {rejects_path}" if rejects_path else ""
+        log.warning(
+            "%s: %d parsed + %d rejected = %d records%s", name, len(split.examples), len(split.rejects), split.total, where
+        )
+    else:
+        log.info("%s: %d records parsed", name, len(split.examples))

@@ -1,0 +1,38 @@
+"""Raw data set + template -> the same (record, build) pairs that instruction files give.
+
+The template's reader (``instructrec.data.raw.reader_for``) reads the files; the template builds
+each record's instruction, choosing its phrasing from ``(seed, index)``. A record the template
+cannot use is a bad record like any other: ``on_error`` decides.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from instructrec.data.files import TextRecord
+from instructrec.data.raw import read_parallel, reader_for
+from instructrec.instructions import Instruction
+from instructrec.instructions.templates import get_template
+
+
+def templated(
+    files: list[Path],
+    template_name: str,
+    template_args: dict[str, Any],
+    reader_args: dict[str, Any],
+    *,
+    seed: int,
+) -> Iterator[tuple[TextRecord, Callable[[], Instruction]]]:
+    template = get_template(template_name, **template_args)
+    reader = reader_for(template_name)
+    # A parallel corpus is one source file and one target file; other readers take one file each.
+    groups = [files] if reader is read_parallel else [[path] for path in files]
+    index = 0
+    for group in groups:
+        for record in reader(*group, **reader_args):
+            text = json.dumps({k: v for k, v in record.items() if k not in ("source", "record")}, ensure_ascii=False)
+            located = TextRecord(text, str(record["source"]), int(record["record"]), str(record["id"]))
+            yield located, (lambda record=record, index=index: template.apply(record, seed=seed, index=index))
+            index += 1

@@ -1,0 +1,250 @@
+"""Instruction text -> :class:`Instruction`.
+
+The text is cut at its markers (see :mod:`~instructrec.instructions.markers` for what a marker
+is): each marker's value runs to the next marker, is unescaped and stripped. Text before the first
+marker is the *preamble*. The markers present decide the task, first match wins:
+
+1. a translation marker -> translation; its value is the text, or a ``Text:`` field when the
+   marker's value is empty;
+2. a question -> qa; the context is ``Context:``/``Passage:``, else ``Text:`` (not both);
+3. options -> classification; the preamble, if any, is the ``instruction`` field. Without a
+   ``Text:`` marker the preamble must open with an imperative (``Classify ...``, ``判断 ...``) and
+   its first unescaped colon separates the instruction from the text. When ``Text:`` is the first
+   marker and ends a one-line imperative mid-sentence (``Classify the following text: ...``), the
+   marker word belongs to the instruction;
+4. ``Instruction:``/``Prompt:``/``指令：`` -> generation;
+5. only an answer -> generation whose prompt is the preamble; no markers at all -> generation whose
+   prompt is the whole text.
+
+Anything else is an :class:`InstructionError` carrying a character offset: markers that form no
+task, fields (or a preamble) the task has no place for, a field given twice, a required field
+missing or empty. An empty ``Answer:`` means "no answer" (prompts for prediction end that way).
+
+The language is that of the first marker; without markers, ``zh`` when CJK characters are more
+than half of the non-space characters.
+"""
+
+from __future__ import annotations
+
+import re
+
+from instructrec.instructions.markers import (
+    IMPERATIVE,
+    TRANSLATE,
+    Marker,
+    find_markers,
+    split_options,
+    unescape,
+)
+from instructrec.instructions.model import Instruction, InstructionError
+
+# Fields each task accepts from markers (TRANSLATE is the translation marker itself).
+_ACCEPTS = {
+    "translation": frozenset({TRANSLATE, "text", "answer"}),
+    "qa": frozenset({"question", "context", "text", "answer"}),
+    "classification": frozenset({"options", "text", "answer"}),
+    "generation": frozenset({"prompt", "answer"}),
+}
+_CJK = re.compile(r"[\u3001-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef\U00020000-\U0003134f]")
+_UNESCAPED_COLON = re.compile(r"(?<!\\)(?:\\\\)*[:：]")
+
+
+def parse_instruction(text: str) -> Instruction:
+    """Parse one instruction; raises :class:`InstructionError` (with an offset) when it is bad."""
+    if not isinstance(text, str):
+        raise InstructionError(f"instruction text must be a string, got {type(text).__name__}")
+    if not text.strip():
+        raise InstructionError("instruction text is empty", offset=0)
+    markers = find_markers(text)
+    if not markers:
+        return Instruction("generation", _guess_language(text), {"prompt": unescape(text).strip()})
+    fields = _collect(text, markers)
+    for field, (task, build) in _DECIDERS.items():
+        if field in fields:
+            break
+    else:
+        return _answer_only(text, markers, fields)
+    _reject_foreign(text, task, fields)
+    values = build(text, markers, fields)
+    answer = _value(text, fields, "answer", required=False)
+    if answer:
+        values["answer"] = answer
+    return Instruction(task, markers[0].language, values)
+
+
+def _collect(text: str, markers: list[Marker]) -> dict[str, tuple[Marker, str]]:
+    """field -> (its marker, its raw value); a field given twice is an error."""
+    fields: dict[str, tuple[Marker, str]] = {}
+    for i, marker in enumerate(markers):
+        if marker.field in fields:
+            first = fields[marker.field][0]
+            raise InstructionError(
+                f"{_name(marker.field)} given twice: {_spelled(text, marker)!r} repeats "
+                f"{_spelled(text, first)!r} at character {first.start}",
+                offset=marker.start,
+            )
+        end = markers[i + 1].start if i + 1 < len(markers) else len(text)
+        fields[marker.field] = (marker, text[marker.end : end])
+    return fields
+
+
+def _reject_foreign(text: str, task: str, fields: dict) -> None:
+    """Fields the task has no place for are errors, not silently dropped."""
+    for field, (marker, _) in fields.items():
+        if field not in _ACCEPTS[task]:
+            raise InstructionError(
+                f"{_spelled(text, marker)!r} ({_name(field)}) does not belong in a {task} instruction",
+                offset=marker.start,
+            )
+
+
+def _no_preamble(text: str, markers: list[Marker], task: str) -> None:
+    if text[: markers[0].start].strip():
+        raise InstructionError(
+            f"text before the first marker {_spelled(text, markers[0])!r} has no place in a {task} "
+            "instruction",
+            offset=len(text) - len(text.lstrip()),
+        )
+
+
+def _value(text: str, fields: dict, field: str, *, required: bool = True) -> str | None:
+    """The unescaped, stripped value of a field; a required one must be there and non-empty."""
+    if field not in fields:
+        return None
+    marker, raw = fields[field]
+    value = unescape(raw).strip()
+    if not value and required:
+        raise InstructionError(f"{_spelled(text, marker)!r} has an empty value", offset=marker.start)
+    return value
+
+
+def _missing(task: str, field: str, hint: str, marker: Marker) -> InstructionError:
+    return InstructionError(f"{task} instruction has no {field}: add {hint}", offset=marker.start)
+
+
+def _translation(text: str, markers: list[Marker], fields: dict) -> dict:
+    _no_preamble(text, markers, "translation")
+    marker, raw = fields[TRANSLATE]
+    value = unescape(raw).strip()
+    if value and "text" in fields:
+        raise InstructionError(
+            f"translation text given twice: after {_spelled(text, marker)!r} and as "
+            f"{_spelled(text, fields['text'][0])!r}",
+            offset=fields["text"][0].start,
+        )
+    value = value or _value(text, fields, "text")
+    if not value:
+        raise _missing("translation", "text", "it after the translation marker", marker)
+    return {"source_language": marker.source, "target_language": marker.target, "text": value}
+
+
+def _qa(text: str, markers: list[Marker], fields: dict) -> dict:
+    _no_preamble(text, markers, "qa")
+    if "context" in fields and "text" in fields:
+        later = max(fields["context"][0], fields["text"][0])
+        raise InstructionError(
+            "qa instruction has both a context and a text: give the context once", offset=later.start
+        )
+    context = _value(text, fields, "context") or _value(text, fields, "text")
+    if context is None:
+        raise _missing("qa", "context", "'Context:' (or '上下文：')", fields["question"][0])
+    return {"question": _value(text, fields, "question"), "context": context}
+
+
+def _generation(text: str, markers: list[Marker], fields: dict) -> dict:
+    _no_preamble(text, markers, "generation")
+    return {"prompt": _value(text, fields, "prompt")}
+
+
+def _answer_only(text: str, markers: list[Marker], fields: dict) -> Instruction:
+    """A preamble followed only by an answer is generation; other markers form no task."""
+    if set(fields) != {"answer"}:
+        spelled = ", ".join(repr(_spelled(text, m)) for m in markers)
+        raise InstructionError(
+            f"markers {spelled} form no task: a question (Question:), options (Options:), "
+            "a prompt (Instruction:) or a translation marker (Translate X to Y:) is missing",
+            offset=markers[0].start,
+        )
+    prompt = unescape(text[: markers[0].start]).strip()
+    if not prompt:
+        raise _missing("generation", "prompt", "it before the answer, or 'Instruction:'", markers[0])
+    values = {"prompt": prompt}
+    answer = _value(text, fields, "answer", required=False)
+    if answer:
+        values["answer"] = answer
+    return Instruction("generation", markers[0].language, values)
+
+
+def _classification(text: str, markers: list[Marker], fields: dict) -> dict:
+    first = markers[0]
+    if "text" in fields:
+        instruction = _glued_imperative(text, first) or unescape(text[: first.start]).strip()
+        values = {"text": _value(text, fields, "text")}
+    else:
+        instruction, body = _split_imperative(text, first)
+        values = {"text": body}
+    values["options"] = _options(text, *fields["options"])
+    if instruction:
+        values["instruction"] = instruction
+    return values
+
+
+def _glued_imperative(text: str, first: Marker) -> str | None:
+    """``Classify the following text: ...``: a one-line imperative that ends in the Text marker."""
+    preamble = text[: first.start]
+    if first.field != "text" or "\n" in preamble or "\r" in preamble:
+        return None
+    stripped = preamble.strip()
+    if not stripped or not stripped[-1].isalnum() or not IMPERATIVE.match(stripped):
+        return None
+    return unescape(text[: first.end - 1]).strip()
+
+
+def _split_imperative(text: str, first: Marker) -> tuple[str, str]:
+    """``Classify ...: <text>`` before the first marker -> (instruction, text)."""
+    preamble = text[: first.start]
+    start = len(preamble) - len(preamble.lstrip())
+    colon = _UNESCAPED_COLON.search(preamble) if IMPERATIVE.match(preamble, start) else None
+    if colon is None:
+        raise _missing(
+            "classification", "text", "'Text:', or open with an imperative ending in a colon "
+            "('Classify the sentiment of the following text: ...')", first,
+        )
+    body = unescape(preamble[colon.end() :]).strip()
+    if not body:
+        raise InstructionError("classification instruction has an empty text", offset=colon.end())
+    return unescape(preamble[: colon.end()])[:-1].strip(), body
+
+
+def _options(text: str, marker: Marker, raw: str) -> list[str]:
+    value = unescape(raw)
+    if not value.strip():
+        raise InstructionError(f"{_spelled(text, marker)!r} has an empty value", offset=marker.start)
+    options = split_options(value)
+    if not all(options):
+        raise InstructionError(f"options {value.strip()!r} include an empty option", offset=marker.start)
+    if len(set(options)) != len(options):
+        raise InstructionError(f"options {value.strip()!r} repeat a value", offset=marker.start)
+    return options
+
+
+# The marker that decides each task, in order of precedence, and what builds the task's fields.
+_DECIDERS = {
+    TRANSLATE: ("translation", _translation),
+    "question": ("qa", _qa),
+    "options": ("classification", _classification),
+    "prompt": ("generation", _generation),
+}
+
+
+def _guess_language(text: str) -> str:
+    non_space = len(text) - sum(1 for c in text if c.isspace())
+    return "zh" if 2 * len(_CJK.findall(text)) > non_space else "en"
+
+
+def _spelled(text: str, marker: Marker) -> str:
+    return text[marker.start : marker.end]
+
+
+def _name(field: str) -> str:
+    return "the translation marker" if field == TRANSLATE else f"field {field!r}"

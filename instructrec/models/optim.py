@@ -1,0 +1,23 @@
+"""The optimiser every model family shares: AdamW with linear warm-up and linear decay."""
+
+from __future__ import annotations
+
+import lightning as L
+from torch.optim import AdamW
+from transformers import get_linear_schedule_with_warmup
+
+# Biases and normalisation weights are not decayed (the BERT recipe).
+NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+
+
+def adamw_with_warmup(module: L.LightningModule, *, learning_rate: float, weight_decay: float, warmup_ratio: float):
+    """The ``configure_optimizers`` return value, with the schedule stepped every batch."""
+    named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for n, p in named if not n.endswith(NO_DECAY)], "weight_decay": weight_decay},
+        {"params": [p for n, p in named if n.endswith(NO_DECAY)], "weight_decay": 0.0},
+    ]
+    optimizer = AdamW(groups, lr=learning_rate)
+    total = max(1, int(module.trainer.estimated_stepping_batches))
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(warmup_ratio * total), total)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,48 @@
+import pytest
+import torch
+
+from instructrec import backbones
+
+
+def test_tiny_bert_builds_offline_with_offsets():
+    tokenizer = backbones.load_tokenizer("tiny-bert")
+    encoded = tokenizer("Hi, 你好", "ab", return_offsets_mapping=True)
+    assert tokenizer.convert_ids_to_tokens(encoded["input_ids"]) == [
+        "[CLS]", "h", "##i", ",", "[UNK]", "[UNK]", "[SEP]", "a", "##b", "[SEP]"
+    ]
+    assert encoded["offset_mapping"][1:6] == [(0, 1), (1, 2), (2, 3), (4, 5), (5, 6)]
+    encoder = backbones.load_encoder("tiny-bert")
+    assert encoder.pooler is None  # an unused pooler would break plain DDP
+    out = encoder(input_ids=torch.tensor([encoded["input_ids"]])).last_hidden_state
+    assert out.shape == (1, 10, 64)
+
+
+def test_describe_is_stable_and_distinguishes_backbones():
+    assert backbones.describe("tiny-bert") == backbones.describe("tiny-bert")
+    assert backbones.describe("tiny-bert").startswith("registry:tiny-bert:")
+
+
+def test_unknown_names_fail_clearly_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(backbones.BackboneError, match="HF_HUB_OFFLINE is set"):
+        backbones.load_tokenizer("org/some-model")
+    with pytest.raises(backbones.BackboneError, match="does not exist"):
+        backbones.load_tokenizer(str(tmp_path / "missing"))
+
+
+def test_local_folder_round_trip(tmp_path):
+    """A folder in save_pretrained format loads as a backbone, weights included."""
+    encoder = backbones.load_encoder("tiny-bert").eval()
+    encoder.save_pretrained(tmp_path)
+    backbones.load_tokenizer("tiny-bert").save_pretrained(tmp_path)
+    reloaded = backbones.load_encoder(str(tmp_path))
+    ids = torch.tensor([[2, 40, 41, 3]])
+    torch.testing.assert_close(reloaded(input_ids=ids).last_hidden_state, encoder(input_ids=ids).last_hidden_state)
+    assert backbones.load_tokenizer(str(tmp_path))("ab")["input_ids"] == backbones.load_tokenizer("tiny-bert")("ab")["input_ids"]
+    assert backbones.describe(str(tmp_path)).startswith("folder:")
+
+
+@pytest.mark.skipif(not backbones.is_available("minilm-l6"), reason="instructrec[pretrained] (MiniLM) not installed")
+def test_auto_resolves_to_minilm_when_installed():
+    assert backbones.canonical("auto") == "minilm-l6"
+    assert backbones.load_tokenizer("auto").vocab_size == 30522

@@ -1,0 +1,90 @@
+"""The `instructrec` command: configs parse, fit runs end to end, checkpoints reload safely."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from instructrec.cli import main
+from instructrec.models import InstructionClassifier
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if "trainer" not in p.parts)
+TRAINER_SNIPPETS = sorted((ROOT / "configs" / "trainer").glob("*.yaml"))
+
+
+def tiny_fit_args(tmp_path, *extra):
+    return [
+        "fit",
+        "--config", str(ROOT / "configs" / "quickstart.yaml"),
+        "--model.init_args.backbone", "tiny-bert",
+        "--data.init_args.cache_dir", str(tmp_path / "cache"),
+        "--trainer.default_root_dir", str(tmp_path / "run"),
+        "--trainer.logger.init_args.save_dir", str(tmp_path / "run"),
+        *extra,
+    ]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_config_parses(config, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(SystemExit) as exit:
+        main(["fit", "--config", str(config), "--print_config"])
+    assert exit.value.code == 0
+    printed = capsys.readouterr().out
+    assert "class_path: instructrec." in printed
+
+
+@pytest.mark.parametrize("snippet", TRAINER_SNIPPETS, ids=lambda p: p.name)
+def test_trainer_snippets_merge(snippet, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", "configs/quickstart.yaml", "--config", str(snippet), "--print_config"])
+    printed = capsys.readouterr().out
+    assert ("strategy: ddp" in printed) or ("precision: bf16-mixed" in printed)
+
+
+def test_fit_test_and_predict_end_to_end(tmp_path, capsys, monkeypatch):
+    """Fit a few steps on the quickstart data, test the best checkpoint, predict a raw instruction."""
+    monkeypatch.chdir(ROOT)
+    main(tiny_fit_args(tmp_path, "--trainer.max_steps", "6", "--trainer.val_check_interval", "3",
+                       "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2"))
+    out = capsys.readouterr().out
+    assert "test/acc" in out and "Predictions" in out
+    assert any(label in out for label in ("positive", "negative", "neutral"))
+    checkpoints = sorted((tmp_path / "run").rglob("*.ckpt"))
+    assert {p.name for p in checkpoints} == {"best-epoch00.ckpt", "last.ckpt"}
+    config = next((tmp_path / "run").rglob("config.yaml")).read_text()
+    assert "instructrec.models.InstructionClassifier" in config  # the full config is kept with the run
+
+    model = InstructionClassifier.load_from_checkpoint(checkpoints[0], weights_only=True)
+    assert model.label_names == ["positive", "negative", "neutral"]
+    assert model.hparams.backbone == "tiny-bert"
+    saved = torch.load(checkpoints[0], weights_only=True)
+    torch.testing.assert_close(model.head.weight, saved["state_dict"]["head.weight"])
+
+
+def test_fast_dev_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    main(tiny_fit_args(tmp_path, "--trainer.fast_dev_run", "2", "--test_after_fit", "false", "--show_predictions", "[]"))
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes(tmp_path):
+    """Lightning's DDP (gloo) runs the same CLI in two processes; both must agree and finish."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    args = tiny_fit_args(
+        tmp_path,
+        "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+        "--trainer.max_steps", "4", "--trainer.limit_val_batches", "2", "--test_after_fit", "false",
+        "--show_predictions", "[]",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "instructrec.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "MEMBER: 2/2" in result.stderr + result.stdout
+    assert len(list((tmp_path / "run").rglob("last.ckpt"))) == 1
