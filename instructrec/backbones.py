@@ -136,7 +136,9 @@ def load_encoder(name: str, *, pretrained: bool = True):
     # which plain DDP rejects.
     if getattr(encoder, "pooler", None) is not None:
         encoder.pooler = None
-    return encoder
+    # `from_pretrained` returns eval mode, and Lightning keeps each submodule's mode: without this,
+    # fine-tuning would run without dropout.
+    return encoder.train()
 
 
 def _source(name: str) -> str:

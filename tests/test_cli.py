@@ -1,5 +1,6 @@
 """The `instructrec` command: configs parse, fit runs end to end, checkpoints reload safely."""
 
+import json
 import os
 import subprocess
 import sys
@@ -9,11 +10,15 @@ import pytest
 import torch
 
 from instructrec.cli import main
+from instructrec.data.files import write_jsonl
 from instructrec.models import InstructionClassifier
+
+from helpers import classification_text
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if "trainer" not in p.parts)
 TRAINER_SNIPPETS = sorted((ROOT / "configs" / "trainer").glob("*.yaml"))
+LABELS = ["positive", "negative", "neutral"]
 
 
 def tiny_fit_args(tmp_path, *extra):
@@ -65,6 +70,18 @@ def test_fit_test_and_predict_end_to_end(tmp_path, capsys, monkeypatch):
     assert model.hparams.backbone == "tiny-bert"
     saved = torch.load(checkpoints[0], weights_only=True)
     torch.testing.assert_close(model.head.weight, saved["state_dict"]["head.weight"])
+
+    # `predict` on a file of instructions without answers writes one JSONL line per example.
+    inputs = tmp_path / "inputs.jsonl"
+    write_jsonl(inputs, [{"id": "a", "text": classification_text("The food was great.", None, LABELS)},
+                         {"id": "b", "text": classification_text("The screen was broken.", None, LABELS)}])
+    main(["predict", "--config", str(ROOT / "configs" / "quickstart.yaml"), "--ckpt_path", str(checkpoints[0]),
+          "--model.init_args.backbone", "tiny-bert", "--data.init_args.cache_dir", str(tmp_path / "cache"),
+          "--data.init_args.predict", str(inputs), "--trainer.logger", "false",
+          "--trainer.callbacks.output_dir", str(tmp_path / "predictions")])
+    rows = [json.loads(line) for line in (tmp_path / "predictions" / "predictions.jsonl").read_text().splitlines()]
+    assert [row["id"] for row in rows] == ["a", "b"]
+    assert all(row["label"] in LABELS and abs(sum(row["probabilities"].values()) - 1) < 1e-5 for row in rows)
 
 
 def test_fast_dev_run(tmp_path, monkeypatch):

@@ -10,25 +10,33 @@ from instructrec.instructions import Instruction, InstructionError, parse_instru
 from instructrec.instructions.markers import MARKER_WORDS, TRANSLATE, find_markers, unescape
 
 
+def _with(fields, **optional):
+    return fields | {k: v for k, v in optional.items() if v}
+
+
 def qa(language, question, context, answer=None):
     fields = {"question": question, "context": context}
-    return Instruction("qa", language, fields | ({"answer": answer} if answer else {}))
+    return Instruction("qa", language, _with(fields, answer=answer))
 
 
 def cls(language, text, options, answer=None, instruction=None):
-    fields = {"text": text, "options": options}
-    fields |= {"answer": answer} if answer else {}
-    fields |= {"instruction": instruction} if instruction else {}
+    fields = _with({"text": text, "options": options}, answer=answer, instruction=instruction)
     return Instruction("classification", language, fields)
 
 
 def tr(language, source, target, text, answer=None):
     fields = {"source_language": source, "target_language": target, "text": text}
-    return Instruction("translation", language, fields | ({"answer": answer} if answer else {}))
+    return Instruction("translation", language, _with(fields, answer=answer))
 
 
 def gen(language, prompt, answer=None):
-    return Instruction("generation", language, {"prompt": prompt} | ({"answer": answer} if answer else {}))
+    return Instruction("generation", language, _with({"prompt": prompt}, answer=answer))
+
+
+HAMLET = "Hamlet is a play by Shakespeare."
+RED_CHAMBER = "《红楼梦》是中国古典四大名著之一，作者是曹雪芹。"
+POS_NEG = ["positive", "negative"]
+CLASSIFY = "Classify the sentiment of the following text"
 
 
 @pytest.mark.parametrize(
@@ -36,40 +44,60 @@ def gen(language, prompt, answer=None):
     [
         # qa
         (
-            "Question: Who wrote Hamlet? Context: Hamlet is a play by Shakespeare. Answer: Shakespeare",
-            qa("en", "Who wrote Hamlet?", "Hamlet is a play by Shakespeare.", "Shakespeare"),
+            f"Question: Who wrote Hamlet? Context: {HAMLET} Answer: Shakespeare",
+            qa("en", "Who wrote Hamlet?", HAMLET, "Shakespeare"),
         ),
         (
-            "Question: Who wrote Hamlet?\nContext: Hamlet is a tragedy\nwritten around 1600.\n\nAnswer: Shakespeare\n",
-            qa("en", "Who wrote Hamlet?", "Hamlet is a tragedy\nwritten around 1600.", "Shakespeare"),
+            "Question: Who wrote Hamlet?\nContext: A tragedy\nwritten around 1600.\n\n"
+            "Answer: Shakespeare\n",
+            qa("en", "Who wrote Hamlet?", "A tragedy\nwritten around 1600.", "Shakespeare"),
         ),
         (
-            "问题：《红楼梦》的作者是谁？\n上下文：《红楼梦》是中国古典四大名著之一，作者是曹雪芹。\n答案：曹雪芹",
-            qa("zh", "《红楼梦》的作者是谁？", "《红楼梦》是中国古典四大名著之一，作者是曹雪芹。", "曹雪芹"),
+            f"问题：《红楼梦》的作者是谁？\n上下文：{RED_CHAMBER}\n答案：曹雪芹",
+            qa("zh", "《红楼梦》的作者是谁？", RED_CHAMBER, "曹雪芹"),
         ),
         ("问题：谁？文章：曹雪芹写了红楼梦。答：曹雪芹", qa("zh", "谁？", "曹雪芹写了红楼梦。", "曹雪芹")),
         ("问：请问作者是谁？\n背景：作者是曹雪芹。", qa("zh", "请问作者是谁？", "作者是曹雪芹。")),
         ("Question：Who?\nContext：Me.\nAnswer：Me", qa("en", "Who?", "Me.", "Me")),
-        ("Passage: Paris is in France.\nQ: Where is Paris?\nA: France", qa("en", "Where is Paris?", "Paris is in France.", "France")),
+        (
+            "Passage: Paris is in France.\nQ: Where is Paris?\nA: France",
+            qa("en", "Where is Paris?", "Paris is in France.", "France"),
+        ),
         ("QUESTION: Why?\ntext: Because.", qa("en", "Why?", "Because.")),
-        ("Question: Why?\nContext: Because.\nAnswer:", qa("en", "Why?", "Because.")),  # a prompt for prediction
+        # An empty answer is no answer: prompts for prediction end that way.
+        ("Question: Why?\nContext: Because.\nAnswer:", qa("en", "Why?", "Because.")),
         # English markers count after white space: "the question:" is one.
-        ("Context: The sky. Here is the question: why is it blue?", qa("en", "why is it blue?", "The sky. Here is the")),
-        ("Question: What does Plan-A: mean?\nContext: C:\\Users\\plan.txt", qa("en", "What does Plan-A: mean?", "C:\\Users\\plan.txt")),
+        (
+            "Context: The sky. Here is the question: why is it blue?",
+            qa("en", "why is it blue?", "The sky. Here is the"),
+        ),
+        (
+            "Question: What does Plan-A: mean?\nContext: C:\\Users\\plan.txt",
+            qa("en", "What does Plan-A: mean?", "C:\\Users\\plan.txt"),
+        ),
         ("Question: What is a\\: b?\nContext: x \\\\: y", qa("en", "What is a: b?", "x \\: y")),
         ("Question: Is Answer\\: a marker?\nContext: no", qa("en", "Is Answer: a marker?", "no")),
         # classification, each option style
-        ("Text: I loved it.\nOptions: positive, negative\nAnswer: positive", cls("en", "I loved it.", ["positive", "negative"], "positive")),
-        ("Sentence: I loved it.\nChoices: positive/negative", cls("en", "I loved it.", ["positive", "negative"])),
+        (
+            "Text: I loved it.\nOptions: positive, negative\nAnswer: positive",
+            cls("en", "I loved it.", POS_NEG, "positive"),
+        ),
+        ("Sentence: I loved it.\nChoices: positive/negative", cls("en", "I loved it.", POS_NEG)),
         ("Text: fine\nOptions: good / bad / so-so", cls("en", "fine", ["good", "bad", "so-so"])),
         ("Text: fine\nOptions: a/b, c", cls("en", "fine", ["a/b", "c"])),
-        ("Text: fine\nOptions:\n- good\n* bad\n\n  so, so  \nAnswer: good", cls("en", "fine", ["good", "bad", "so, so"], "good")),
+        (
+            "Text: fine\nOptions:\n- good\n* bad\n\n  so, so  \nAnswer: good",
+            cls("en", "fine", ["good", "bad", "so, so"], "good"),
+        ),
         ("Text: fine\nOptions: only one", cls("en", "fine", ["only one"])),
         ("文本：这家酒店很好。\n选项：正面，负面", cls("zh", "这家酒店很好。", ["正面", "负面"])),
-        ("句子：这家酒店很好。\n选项：正面、负面、中性\n答案：正面", cls("zh", "这家酒店很好。", ["正面", "负面", "中性"], "正面")),
         (
-            "Classify the sentiment of the following text: I loved it.\nOptions: positive, negative",
-            cls("en", "I loved it.", ["positive", "negative"], instruction="Classify the sentiment of the following text"),
+            "句子：这家酒店很好。\n选项：正面、负面、中性\n答案：正面",
+            cls("zh", "这家酒店很好。", ["正面", "负面", "中性"], "正面"),
+        ),
+        (
+            f"{CLASSIFY}: I loved it.\nOptions: positive, negative",
+            cls("en", "I loved it.", POS_NEG, instruction=CLASSIFY),
         ),
         (
             "Decide whether the review is positive: I loved it.\nOptions: yes, no\nAnswer: yes",
@@ -81,7 +109,7 @@ def gen(language, prompt, answer=None):
         ),
         (
             "Pick the sentiment.\n\nText: I loved it.\nOptions: positive, negative",
-            cls("en", "I loved it.", ["positive", "negative"], instruction="Pick the sentiment."),
+            cls("en", "I loved it.", POS_NEG, instruction="Pick the sentiment."),
         ),
         (
             "判断下面文本的情感：这家酒店很好。\n选项：正面、负面\n答案：正面",
@@ -92,16 +120,34 @@ def gen(language, prompt, answer=None):
             cls("zh", "今天很开心。", ["积极", "消极"], instruction="请判断下面句子的情感"),
         ),
         # translation
-        ("Translate English to German: Good morning.\nAnswer: Guten Morgen.", tr("en", "English", "German", "Good morning.", "Guten Morgen.")),
-        ("Please translate Simplified Chinese to English: 你好", tr("en", "Simplified Chinese", "English", "你好")),
-        ("Translate English to German:\nText: Good morning.", tr("en", "English", "German", "Good morning.")),
-        ("将英语翻译成法语：Good morning.\n答案：Bonjour.", tr("zh", "英语", "法语", "Good morning.", "Bonjour.")),
+        (
+            "Translate English to German: Good morning.\nAnswer: Guten Morgen.",
+            tr("en", "English", "German", "Good morning.", "Guten Morgen."),
+        ),
+        (
+            "Please translate Simplified Chinese to English: 你好",
+            tr("en", "Simplified Chinese", "English", "你好"),
+        ),
+        (
+            "Translate English to German:\nText: Good morning.",
+            tr("en", "English", "German", "Good morning."),
+        ),
+        (
+            "将英语翻译成法语：Good morning.\n答案：Bonjour.",
+            tr("zh", "英语", "法语", "Good morning.", "Bonjour."),
+        ),
         ("请将中文翻译成英语：你好", tr("zh", "中文", "英语", "你好")),
         # generation
-        ("Instruction: Write a haiku about rain.\nAnswer: Soft rain on the roof", gen("en", "Write a haiku about rain.", "Soft rain on the roof")),
+        (
+            "Instruction: Write a haiku about rain.\nAnswer: Soft rain on the roof",
+            gen("en", "Write a haiku about rain.", "Soft rain on the roof"),
+        ),
         ("Prompt: Write a haiku.", gen("en", "Write a haiku.")),
         ("指令：写一首关于春天的诗\n答：春眠不觉晓", gen("zh", "写一首关于春天的诗", "春眠不觉晓")),
-        ("Summarize the following paragraph: Cats sleep a lot.", gen("en", "Summarize the following paragraph: Cats sleep a lot.")),
+        (
+            "Summarize the following paragraph: Cats sleep a lot.",
+            gen("en", "Summarize the following paragraph: Cats sleep a lot."),
+        ),
         ("写一首关于春天的诗。", gen("zh", "写一首关于春天的诗。")),
         ("Write a poem about 春天.", gen("en", "Write a poem about 春天.")),
         ("Write a poem.\nAnswer: Roses are red.", gen("en", "Write a poem.", "Roses are red.")),
@@ -118,7 +164,11 @@ def test_parses(text, expected):
     [
         ("", 0, "instruction text is empty"),
         (" \n\t", 0, "instruction text is empty"),
-        ("Question: Who?\nContext: x\nQ: Why?", 26, "field 'question' given twice: 'Q:' repeats 'Question:' at character 0"),
+        (
+            "Question: Who?\nContext: x\nQ: Why?",
+            26,
+            "field 'question' given twice: 'Q:' repeats 'Question:' at character 0",
+        ),
         ("Text: a\nOptions: x, y\nChoices: z", 22, "field 'options' given twice"),
         ("Question: Who?", 0, "qa instruction has no context"),
         ("Options: a, b", 0, "classification instruction has no text"),
@@ -127,14 +177,22 @@ def test_parses(text, expected):
         ("Text: x\nOptions:  \nAnswer: a", 8, "'Options:' has an empty value"),
         ("Text: x\nAnswer: y", 0, "markers 'Text:', 'Answer:' form no task"),
         ("Context: x", 0, "form no task"),
-        ("Question: Who?\nOptions: a, b\nContext: x", 15, "'Options:' (field 'options') does not belong in a qa instruction"),
+        (
+            "Question: Who?\nOptions: a, b\nContext: x",
+            15,
+            "'Options:' (field 'options') does not belong in a qa instruction",
+        ),
         ("Translate A to B: x\nQuestion: y", 20, "does not belong in a translation instruction"),
         ("Instruction: x\nText: y", 15, "does not belong in a generation instruction"),
         ("Question: q\nContext: c\nText: t", 23, "qa instruction has both a context and a text"),
         ("Translate A to B: x\nText: y", 20, "translation text given twice"),
         ("Translate A to B:", 0, "translation instruction has no text"),
         ("Answer: x", 0, "generation instruction has no prompt"),
-        ("Please answer.\nQuestion: q\nContext: c", 0, "text before the first marker 'Question:' has no place in a qa instruction"),
+        (
+            "Please answer.\nQuestion: q\nContext: c",
+            0,
+            "text before the first marker 'Question:' has no place in a qa instruction",
+        ),
         ("Text: t\nOptions: a, b, a", 8, "repeat a value"),
         ("Text: t\nOptions: a,,b", 8, "include an empty option"),
         ("Classify this:\nOptions: a, b", 14, "classification instruction has an empty text"),
@@ -190,11 +248,17 @@ def _words(language):
 
 
 _REFERENCE = re.compile(
-    rf"(?<!\S)(?:(?ai:(?:please[ \t]+)?translate)[ \t]+(?P<en_src>{_LANG_LAZY})[ \t]+(?ai:to)[ \t]+"
-    rf"(?P<en_tgt>{_LANG})|(?P<en>(?ai:{_words('en')})))[:：]"
-    rf"|(?<![^\W\d_])(?:请?将(?P<zh_src>{_LANG_LAZY})翻译成(?P<zh_tgt>{_LANG})|(?P<zh>{_words('zh')}))[:：]"
+    rf"(?<!\S)(?:(?ai:(?:please[ \t]+)?translate)[ \t]+(?P<en_src>{_LANG_LAZY})[ \t]+(?ai:to)"
+    rf"[ \t]+(?P<en_tgt>{_LANG})|(?P<en>(?ai:{_words('en')})))[:：]"
+    rf"|(?<![^\W\d_])(?:请?将(?P<zh_src>{_LANG_LAZY})翻译成(?P<zh_tgt>{_LANG})"
+    rf"|(?P<zh>{_words('zh')}))[:：]"
 )
-_FIELD = {(w.lower(), lang): f for lang, table in MARKER_WORDS.items() for f, ws in table.items() for w in ws}
+_FIELD = {
+    (word.lower(), language): field
+    for language, table in MARKER_WORDS.items()
+    for field, words in table.items()
+    for word in words
+}
 
 
 def _reference_markers(text):
@@ -202,16 +266,18 @@ def _reference_markers(text):
     for m in _REFERENCE.finditer(text):
         if m.group("en") or m.group("zh"):
             lang = "en" if m.group("en") else "zh"
-            found.append((m.start(), m.end(), _FIELD[m.group(lang).lower(), lang], lang, None, None))
+            field = _FIELD[m.group(lang).lower(), lang]
+            found.append((m.start(), m.end(), field, lang, None, None))
         else:
             lang = "en" if m.group("en_src") else "zh"
-            found.append((m.start(), m.end(), TRANSLATE, lang, m.group(f"{lang}_src"), m.group(f"{lang}_tgt")))
+            languages = m.group(f"{lang}_src"), m.group(f"{lang}_tgt")
+            found.append((m.start(), m.end(), TRANSLATE, lang, *languages))
     return found
 
 
 _PIECES = st.sampled_from(
-    ["Answer:", "答案：", "Q:", "a:", " ", "\n", "\\", ":", "：", "问", "问题：", "请", "将", "翻译成", " to ",
-     "Translate ", "please ", "English", "英语", "x", "Plan-A:", "TEXT：", "\t", "1"]
+    ["Answer:", "答案：", "Q:", "a:", " ", "\n", "\\", ":", "：", "问", "问题：", "请", "将", "翻译成",
+     " to ", "Translate ", "please ", "English", "英语", "x", "Plan-A:", "TEXT：", "\t", "1"]
 )
 _TEXTS = st.lists(st.one_of(_PIECES, st.text(max_size=4)), max_size=14).map("".join)
 

@@ -1,4 +1,4 @@
-"""render: exact texts, minimal escaping, and parse_instruction(render(x)) == x for any instruction."""
+"""render: exact texts, minimal escaping, and parse_instruction(render(x)) == x for any x."""
 
 import re
 
@@ -9,65 +9,57 @@ from hypothesis import strategies as st
 from instructrec.instructions import Instruction, InstructionError, parse_instruction, render
 
 
+def cls(text, options, **optional):
+    return Instruction("classification", "en", {"text": text, "options": options} | optional)
+
+
+def tr(language, source, target, text, **optional):
+    fields = {"source_language": source, "target_language": target, "text": text} | optional
+    return Instruction("translation", language, fields)
+
+
+def gen(language, prompt):
+    return Instruction("generation", language, {"prompt": prompt})
+
+
 @pytest.mark.parametrize(
     "instruction, text",
     [
         (
-            Instruction("qa", "en", {"question": "Who wrote Hamlet?", "context": "A play.", "answer": "Shakespeare"}),
-            "Question: Who wrote Hamlet?\nContext: A play.\nAnswer: Shakespeare",
+            Instruction("qa", "en", {"question": "Who?", "context": "A play.", "answer": "Him"}),
+            "Question: Who?\nContext: A play.\nAnswer: Him",
         ),
         (
             Instruction("qa", "zh", {"question": "作者是谁？", "context": "作者是曹雪芹。", "answer": "曹雪芹"}),
             "问题：作者是谁？\n上下文：作者是曹雪芹。\n答案：曹雪芹",
         ),
         (
-            Instruction(
-                "classification",
-                "en",
-                {"instruction": "Classify the sentiment", "text": "I loved it.", "options": ["positive", "negative"], "answer": "positive"},
-            ),
-            "Classify the sentiment\n\nText: I loved it.\nOptions: positive, negative\nAnswer: positive",
+            cls("I loved it.", ["pos", "neg"], instruction="Classify the sentiment", answer="pos"),
+            "Classify the sentiment\n\nText: I loved it.\nOptions: pos, neg\nAnswer: pos",
         ),
         (
             Instruction("classification", "zh", {"text": "很好", "options": ["正面", "负面"]}),
             "文本：很好\n选项：正面, 负面",
         ),
+        # Options go one per line only when ', ' would not read back.
+        (cls("t", ["a, b", "c"]), "Text: t\nOptions:\na, b\nc"),
+        (cls("t", ["a/b"]), "Text: t\nOptions:\na/b"),
+        (cls("t", ["a、b", "c"]), "Text: t\nOptions: a、b, c"),
+        (cls("t", ["- x", "y"]), "Text: t\nOptions: - x, y"),
+        (cls("t", ["- x, y", "z"]), "Text: t\nOptions:\n- - x, y\nz"),
         (
-            Instruction("classification", "en", {"text": "t", "options": ["a, b", "c"]}),
-            "Text: t\nOptions:\na, b\nc",
-        ),
-        (
-            Instruction("classification", "en", {"text": "t", "options": ["a/b"]}),
-            "Text: t\nOptions:\na/b",
-        ),
-        (
-            Instruction("classification", "en", {"text": "t", "options": ["a、b", "c"]}),
-            "Text: t\nOptions: a、b, c",
-        ),
-        (
-            Instruction("classification", "en", {"text": "t", "options": ["- x", "y"]}),
-            "Text: t\nOptions: - x, y",
-        ),
-        (
-            Instruction("classification", "en", {"text": "t", "options": ["- x, y", "z"]}),
-            "Text: t\nOptions:\n- - x, y\nz",
-        ),
-        (
-            Instruction("translation", "en", {"source_language": "English", "target_language": "German", "text": "Hi", "answer": "Hallo"}),
+            tr("en", "English", "German", "Hi", answer="Hallo"),
             "Translate English to German: Hi\nAnswer: Hallo",
         ),
-        (
-            Instruction("translation", "zh", {"source_language": "英语", "target_language": "法语", "text": "Hi"}),
-            "将英语翻译成法语：Hi",
-        ),
-        (Instruction("generation", "en", {"prompt": "Write a poem."}), "Instruction: Write a poem."),
+        (tr("zh", "英语", "法语", "Hi"), "将英语翻译成法语：Hi"),
+        (gen("en", "Write a poem."), "Instruction: Write a poem."),
         (Instruction("generation", "zh", {"prompt": "写诗", "answer": "春眠"}), "指令：写诗\n答案：春眠"),
         # Escaping only where needed.
-        (Instruction("generation", "en", {"prompt": "Say Answer: 42"}), "Instruction: Say Answer\\: 42"),
-        (Instruction("generation", "en", {"prompt": r"Open C:\Users, then a\:b"}), r"Instruction: Open C:\Users, then a\\:b"),
-        (Instruction("generation", "zh", {"prompt": "请问：答案：x"}), "指令：请问：答案\\：x"),
-        (Instruction("generation", "zh", {"prompt": "Answer: x"}), "指令：Answer: x"),  # not after white space
-        (Instruction("generation", "en", {"prompt": "Plan-A: go"}), "Instruction: Plan-A: go"),
+        (gen("en", "Say Answer: 42"), "Instruction: Say Answer\\: 42"),
+        (gen("en", r"Open C:\Users, then a\:b"), r"Instruction: Open C:\Users, then a\\:b"),
+        (gen("zh", "请问：答案：x"), "指令：请问：答案\\：x"),
+        (gen("zh", "Answer: x"), "指令：Answer: x"),  # not after white space: no marker
+        (gen("en", "Plan-A: go"), "Instruction: Plan-A: go"),
     ],
 )
 def test_renders(instruction, text):
@@ -86,11 +78,9 @@ def test_renders(instruction, text):
     ],
 )
 def test_refuses_languages_that_do_not_read_back(source, target, language):
-    instruction = Instruction(
-        "translation", language, {"source_language": source, "target_language": target, "text": "x"}
-    )
+    fields = {"source_language": source, "target_language": target, "text": "x"}
     with pytest.raises(InstructionError, match="cannot write the languages"):
-        render(instruction)
+        render(Instruction("translation", language, fields))
 
 
 def test_render_needs_an_instruction():
@@ -98,20 +88,23 @@ def test_render_needs_an_instruction():
         render({"task": "qa"})
 
 
-# Round trip over arbitrary instructions. Values are any unicode text, salted with what is hard for
-# the grammar: marker words with both colons, escapes, backslash runs, separators, line breaks.
+# Round trip over arbitrary instructions. Values are any unicode text (plus a CJK-only source, so
+# Chinese is common), salted with what is hard for the grammar: marker words with either colon,
+# escapes and backslash runs, option separators and bullets, line breaks.
 _HARD = st.sampled_from(
-    ["Answer:", "答案：", "A:", "Q：", "question:", "Options:\n", "Translate A to B:", "please translate x to y:",
-     "将英语翻译成法语：", "请问：", "问：", "Plan-A:", ":", "：", "\\", "\\:", "\\\\：", "C:\\Users", "\n", "\r\n",
-     "\r", " ", "\t", "\u3000", "- ", "* ", ",", "，", "、", "/", " to ", "翻译成", "Classify", "Text: "]
+    ["Answer:", "答案：", "A:", "Q：", "question:", "Options:\n", "Translate A to B:",
+     "将英语翻译成法语：", "please translate x to y:", "请问：", "问：", "Plan-A:", ":", "：", "\\",
+     "\\:", "\\\\：", "C:\\Users", "\n", "\r\n", "\r", " ", "\t", "\u3000", "- ", "* ", ",", "，",
+     "、", "/", " to ", "翻译成", "Text: "]
 )
-_RAW = st.lists(st.one_of(_HARD, st.text(max_size=5)), max_size=10).map("".join)
+_CJK = st.text(st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF), max_size=5)
+_RAW = st.lists(st.one_of(_HARD, st.text(max_size=5), _CJK), max_size=10).map("".join)
 VALUES = _RAW.map(str.strip).filter(bool)
 ONE_LINE = _RAW.map(lambda s: re.sub(r"[\r\n]", " ", s).strip()).filter(bool)
 OPTIONS = st.lists(ONE_LINE, min_size=1, max_size=5, unique=True)
-# Not restricted: render refuses the few language names that cannot be written unambiguously, and
-# the test checks it refuses no others (see _unwritable).
-LANGUAGES = st.one_of(st.sampled_from(["English", "German", "英语", "法语", "Old English", "x"]), VALUES)
+# Not restricted: render refuses the few language names it cannot write unambiguously, and the
+# round trip checks it refuses no others (see _unwritable).
+LANGUAGES = st.one_of(st.sampled_from(["English", "German", "英语", "法语", "Old English"]), VALUES)
 
 
 @st.composite
@@ -124,7 +117,8 @@ def instructions(draw):
         if draw(st.booleans()):
             fields["instruction"] = draw(VALUES)
     elif task == "translation":
-        fields = {"source_language": draw(LANGUAGES), "target_language": draw(LANGUAGES), "text": draw(VALUES)}
+        fields = {"source_language": draw(LANGUAGES), "target_language": draw(LANGUAGES)}
+        fields["text"] = draw(VALUES)
     else:
         fields = {"prompt": draw(VALUES)}
     if draw(st.booleans()):
@@ -137,7 +131,8 @@ def _unwritable(instruction):
     source, target = instruction.fields["source_language"], instruction.fields["target_language"]
     if any(c in "\r\n:：\\" for c in source + target):
         return "a line break, colon or backslash"
-    if instruction.language == "en" and re.search(r"[ \t]to[ \t]", source + " ", re.IGNORECASE | re.ASCII):
+    english_to = re.search(r"[ \t]to[ \t]", source + " ", re.IGNORECASE | re.ASCII)
+    if instruction.language == "en" and english_to:
         return "'to' in an English source language"
     if instruction.language == "zh" and "翻译成" in source:
         return "'翻译成' in a Chinese source language"

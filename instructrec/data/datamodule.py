@@ -190,23 +190,27 @@ class InstructionDataModule(L.LightningDataModule):
         """
         records = [TextRecord(text, "<input>", i, f"input-{i}") for i, text in enumerate(texts, start=1)]
         examples = collect(parsed(records), check=self._check(), on_error="raise").examples
-        dataset = self._encode_examples(examples, None)
-        return self._collate([dataset[i] for i in range(len(dataset))])
+        columns, encode = self._encoder(examples)
+        features = encode(columns)
+        return self._collate([dict(zip(features, values)) for values in zip(*features.values())])
 
     def _check(self):
         if self.task == "classification":
             return encoding.check_labels(self.label_names)
         return encoding.check_task(self.task)
 
-    def _encode_examples(self, examples: list, desc: str | None):
-        from datasets import Dataset
-
+    def _encoder(self, examples: list):
+        """The examples' columns, and the batched function that encodes them."""
         if self.task == "classification":
             columns = encoding.classification_columns(examples, self.label_names)
-            encode = encoding.encode_classification(self.tokenizer, self.max_length)
-        else:
-            columns = encoding.qa_columns(examples)
-            encode = encoding.encode_qa(self.tokenizer, self.max_length, self.doc_stride)
+            return columns, encoding.encode_classification(self.tokenizer, self.max_length)
+        columns = encoding.qa_columns(examples)
+        return columns, encoding.encode_qa(self.tokenizer, self.max_length, self.doc_stride)
+
+    def _encode_examples(self, examples: list, desc: str):
+        from datasets import Dataset
+
+        columns, encode = self._encoder(examples)
         raw = Dataset.from_dict(columns)
         return raw.map(encode, batched=True, remove_columns=raw.column_names, desc=desc)
 

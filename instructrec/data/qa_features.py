@@ -159,6 +159,10 @@ def _check_room(tokenizer, questions: list[str], contexts: list[str], max_length
     so that room must exceed ``doc_stride`` whenever the context does not fit whole.
     """
     specials = tokenizer.num_special_tokens_to_add(pair=True)
+    if doc_stride >= max_length - specials:
+        raise ValueError(
+            f"doc_stride={doc_stride} must be less than max_length={max_length} minus {specials} special tokens"
+        )
     question_lengths = [len(ids) for ids in tokenizer(questions, add_special_tokens=False)["input_ids"]]
     for i, length in enumerate(question_lengths):
         room = max_length - specials - length

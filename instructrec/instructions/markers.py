@@ -57,7 +57,10 @@ MARKER_WORDS: dict[str, dict[str, tuple[str, ...]]] = {
 # What `render` writes after a marker word: its colon, then a space in English only.
 MARKER_END: dict[str, str] = {"en": ": ", "zh": "："}
 # How `render` writes a translation marker.
-TRANSLATION_MARKER: dict[str, str] = {"en": "Translate {source} to {target}: ", "zh": "将{source}翻译成{target}："}
+TRANSLATION_MARKER: dict[str, str] = {
+    "en": "Translate {source} to {target}: ",
+    "zh": "将{source}翻译成{target}：",
+}
 TRANSLATE = "translate"  # the field name of a translation marker (its value is the text)
 
 # Verbs that open a classification instruction ("Classify the sentiment of ...: <text>").
@@ -92,7 +95,8 @@ def _build_scanners() -> tuple[re.Pattern, re.Pattern, re.Pattern, dict[str, tup
         rf"(?:[ \t]+(?ai:esaelp))?{en_context}(?P<en_{TRANSLATE}>)"
     )
     zh_translation = rf"(?P<zh_tgt>{lang})成译翻(?P<zh_src>{lang})将请?{zh_context}(?P<zh_{TRANSLATE}>)"
-    branches, kinds = [], {f"en_{TRANSLATE}": (TRANSLATE, "en"), f"zh_{TRANSLATE}": (TRANSLATE, "zh")}
+    kinds = {f"en_{TRANSLATE}": (TRANSLATE, "en"), f"zh_{TRANSLATE}": (TRANSLATE, "zh")}
+    branches = []
     for language, context in (("en", en_context), ("zh", zh_context)):
         for field, words in MARKER_WORDS[language].items():
             spelled = "|".join(re.escape(w[::-1]) for w in sorted(words, key=len, reverse=True))
@@ -194,7 +198,12 @@ def split_options(value: str) -> list[str]:
     stripped = value.strip()
     if _OPTIONS_ON_LINES.match(value) or "\n" in stripped or "\r" in stripped:
         lines = (line.strip() for line in _LINE_BREAK.split(stripped))
-        return [line[2:].strip() if line.startswith(("- ", "* ")) else line for line in lines if line]
-    if _COMMA.search(stripped):
-        return [option.strip() for option in _COMMA.split(stripped)]
-    return [option.strip() for option in stripped.split("、" if "、" in stripped else "/")]
+        bullets = ("- ", "* ")
+        return [line[2:].strip() if line.startswith(bullets) else line for line in lines if line]
+    if "，" in stripped:
+        parts = _COMMA.split(stripped)
+    elif "," in stripped:
+        parts = stripped.split(",")
+    else:
+        parts = stripped.split("、" if "、" in stripped else "/")
+    return [part.strip() for part in parts]

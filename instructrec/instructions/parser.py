@@ -27,6 +27,7 @@ than half of the non-space characters.
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 from instructrec.instructions.markers import (
     IMPERATIVE,
@@ -45,7 +46,10 @@ _ACCEPTS = {
     "classification": frozenset({"options", "text", "answer"}),
     "generation": frozenset({"prompt", "answer"}),
 }
-_CJK = re.compile(r"[\u3001-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef\U00020000-\U0003134f]")
+# Han ideographs, CJK punctuation and full-width forms.
+_CJK = re.compile(
+    r"[\u3001-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef\U00020000-\U0003134f]"
+)
 _UNESCAPED_COLON = re.compile(r"(?<!\\)(?:\\\\)*[:：]")
 
 
@@ -59,11 +63,7 @@ def parse_instruction(text: str) -> Instruction:
     if not markers:
         return Instruction("generation", _guess_language(text), {"prompt": unescape(text).strip()})
     fields = _collect(text, markers)
-    for field, (task, build) in _DECIDERS.items():
-        if field in fields:
-            break
-    else:
-        return _answer_only(text, markers, fields)
+    task, build = _decide(text, markers, fields)
     _reject_foreign(text, task, fields)
     values = build(text, markers, fields)
     answer = _value(text, fields, "answer", required=False)
@@ -92,8 +92,9 @@ def _reject_foreign(text: str, task: str, fields: dict) -> None:
     """Fields the task has no place for are errors, not silently dropped."""
     for field, (marker, _) in fields.items():
         if field not in _ACCEPTS[task]:
+            spelled = _spelled(text, marker)
             raise InstructionError(
-                f"{_spelled(text, marker)!r} ({_name(field)}) does not belong in a {task} instruction",
+                f"{spelled!r} ({_name(field)}) does not belong in a {task} instruction",
                 offset=marker.start,
             )
 
@@ -114,8 +115,12 @@ def _value(text: str, fields: dict, field: str, *, required: bool = True) -> str
     marker, raw = fields[field]
     value = unescape(raw).strip()
     if not value and required:
-        raise InstructionError(f"{_spelled(text, marker)!r} has an empty value", offset=marker.start)
+        raise _empty(text, marker)
     return value
+
+
+def _empty(text: str, marker: Marker) -> InstructionError:
+    return InstructionError(f"{_spelled(text, marker)!r} has an empty value", offset=marker.start)
 
 
 def _missing(task: str, field: str, hint: str, marker: Marker) -> InstructionError:
@@ -143,7 +148,8 @@ def _qa(text: str, markers: list[Marker], fields: dict) -> dict:
     if "context" in fields and "text" in fields:
         later = max(fields["context"][0], fields["text"][0])
         raise InstructionError(
-            "qa instruction has both a context and a text: give the context once", offset=later.start
+            "qa instruction has both a context and a text: give the context once",
+            offset=later.start,
         )
     context = _value(text, fields, "context") or _value(text, fields, "text")
     if context is None:
@@ -156,23 +162,13 @@ def _generation(text: str, markers: list[Marker], fields: dict) -> dict:
     return {"prompt": _value(text, fields, "prompt")}
 
 
-def _answer_only(text: str, markers: list[Marker], fields: dict) -> Instruction:
-    """A preamble followed only by an answer is generation; other markers form no task."""
-    if set(fields) != {"answer"}:
-        spelled = ", ".join(repr(_spelled(text, m)) for m in markers)
-        raise InstructionError(
-            f"markers {spelled} form no task: a question (Question:), options (Options:), "
-            "a prompt (Instruction:) or a translation marker (Translate X to Y:) is missing",
-            offset=markers[0].start,
-        )
+def _answer_only(text: str, markers: list[Marker], fields: dict) -> dict:
+    """A preamble followed only by an answer is generation, the preamble its prompt."""
     prompt = unescape(text[: markers[0].start]).strip()
     if not prompt:
-        raise _missing("generation", "prompt", "it before the answer, or 'Instruction:'", markers[0])
-    values = {"prompt": prompt}
-    answer = _value(text, fields, "answer", required=False)
-    if answer:
-        values["answer"] = answer
-    return Instruction("generation", markers[0].language, values)
+        hint = "it before the answer, or 'Instruction:'"
+        raise _missing("generation", "prompt", hint, markers[0])
+    return {"prompt": prompt}
 
 
 def _classification(text: str, markers: list[Marker], fields: dict) -> dict:
@@ -190,7 +186,7 @@ def _classification(text: str, markers: list[Marker], fields: dict) -> dict:
 
 
 def _glued_imperative(text: str, first: Marker) -> str | None:
-    """``Classify the following text: ...``: a one-line imperative that ends in the Text marker."""
+    """``Classify the following text: ...``: a one-line imperative ending in the Text marker."""
     preamble = text[: first.start]
     if first.field != "text" or "\n" in preamble or "\r" in preamble:
         return None
@@ -219,13 +215,15 @@ def _split_imperative(text: str, first: Marker) -> tuple[str, str]:
 def _options(text: str, marker: Marker, raw: str) -> list[str]:
     value = unescape(raw)
     if not value.strip():
-        raise InstructionError(f"{_spelled(text, marker)!r} has an empty value", offset=marker.start)
+        raise _empty(text, marker)
     options = split_options(value)
     if not all(options):
-        raise InstructionError(f"options {value.strip()!r} include an empty option", offset=marker.start)
-    if len(set(options)) != len(options):
-        raise InstructionError(f"options {value.strip()!r} repeat a value", offset=marker.start)
-    return options
+        problem = "include an empty option"
+    elif len(set(options)) != len(options):
+        problem = "repeat a value"
+    else:
+        return options
+    raise InstructionError(f"options {value.strip()!r} {problem}", offset=marker.start)
 
 
 # The marker that decides each task, in order of precedence, and what builds the task's fields.
@@ -235,6 +233,21 @@ _DECIDERS = {
     "options": ("classification", _classification),
     "prompt": ("generation", _generation),
 }
+
+
+def _decide(text: str, markers: list[Marker], fields: dict) -> tuple[str, Callable]:
+    """The task and its builder; markers that decide no task are an error."""
+    for field, decided in _DECIDERS.items():
+        if field in fields:
+            return decided
+    if set(fields) == {"answer"}:
+        return "generation", _answer_only
+    spelled = ", ".join(repr(_spelled(text, m)) for m in markers)
+    raise InstructionError(
+        f"markers {spelled} form no task: a question (Question:), options (Options:), "
+        "a prompt (Instruction:) or a translation marker (Translate X to Y:) is missing",
+        offset=markers[0].start,
+    )
 
 
 def _guess_language(text: str) -> str:

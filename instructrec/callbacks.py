@@ -1,0 +1,41 @@
+"""Callbacks that the configs use beside Lightning's own."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lightning.pytorch.callbacks import BasePredictionWriter
+
+
+class JsonlPredictionWriter(BasePredictionWriter):
+    """Writes ``predict`` results as JSONL, one line per example with its ``id``.
+
+    Each rank writes its own file (``predictions.rank<N>.jsonl`` when there are several), using the
+    dataset indices Lightning's sampler hands out, so ids stay right under DDP.
+
+    Args:
+        output_dir: folder for the prediction files.
+    """
+
+    def __init__(self, output_dir: str = "predictions") -> None:
+        super().__init__(write_interval="batch")
+        self.output_dir = Path(output_dir)
+        self._handle = None
+
+    def on_predict_start(self, trainer, pl_module) -> None:
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        name = "predictions.jsonl" if trainer.world_size == 1 else f"predictions.rank{trainer.global_rank}.jsonl"
+        self._handle = (self.output_dir / name).open("w", encoding="utf-8")
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
+        ids = trainer.datamodule.datasets["predict"]["example_id"] if trainer.datamodule else None
+        for position, row in enumerate(prediction):
+            index = batch_indices[position] if batch_indices is not None else None
+            example_id = ids[index] if ids is not None and index is not None else None
+            self._handle.write(json.dumps({"id": example_id, **row}, ensure_ascii=False) + "\n")
+
+    def on_predict_end(self, trainer, pl_module) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
