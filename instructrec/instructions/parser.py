@@ -57,7 +57,7 @@ def parse_instruction(text: str) -> Instruction:
     """Parse one instruction; raises :class:`InstructionError` (with an offset) when it is bad."""
     if not isinstance(text, str):
         raise InstructionError(f"instruction text must be a string, got {type(text).__name__}")
-    if not text.strip():
+    if not text or text.isspace():
         raise InstructionError("instruction text is empty", offset=0)
     markers = find_markers(text)
     if not markers:
@@ -74,29 +74,37 @@ def parse_instruction(text: str) -> Instruction:
 
 def _collect(text: str, markers: list[Marker]) -> dict[str, tuple[Marker, str]]:
     """field -> (its marker, its raw value); a field given twice is an error."""
-    fields: dict[str, tuple[Marker, str]] = {}
-    for i, marker in enumerate(markers):
-        if marker.field in fields:
-            first = fields[marker.field][0]
+    fields, end = {}, len(text)
+    for marker in reversed(markers):  # each value runs to the next marker
+        fields[marker.field] = (marker, text[marker.end : end])
+        end = marker.start
+    if len(fields) < len(markers):
+        _reject_repeated(text, markers)
+    return fields
+
+
+def _reject_repeated(text: str, markers: list[Marker]) -> None:
+    seen: dict[str, Marker] = {}
+    for marker in markers:
+        first = seen.setdefault(marker.field, marker)
+        if first is not marker:
             raise InstructionError(
                 f"{_name(marker.field)} given twice: {_spelled(text, marker)!r} repeats "
                 f"{_spelled(text, first)!r} at character {first.start}",
                 offset=marker.start,
             )
-        end = markers[i + 1].start if i + 1 < len(markers) else len(text)
-        fields[marker.field] = (marker, text[marker.end : end])
-    return fields
 
 
 def _reject_foreign(text: str, task: str, fields: dict) -> None:
     """Fields the task has no place for are errors, not silently dropped."""
-    for field, (marker, _) in fields.items():
-        if field not in _ACCEPTS[task]:
-            spelled = _spelled(text, marker)
-            raise InstructionError(
-                f"{spelled!r} ({_name(field)}) does not belong in a {task} instruction",
-                offset=marker.start,
-            )
+    if _ACCEPTS[task].issuperset(fields):
+        return
+    marker = min(marker for field, (marker, _) in fields.items() if field not in _ACCEPTS[task])
+    raise InstructionError(
+        f"{_spelled(text, marker)!r} ({_name(marker.field)}) does not belong in a {task} "
+        "instruction",
+        offset=marker.start,
+    )
 
 
 def _no_preamble(text: str, markers: list[Marker], task: str) -> None:
