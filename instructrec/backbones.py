@@ -174,12 +174,19 @@ def _tiny_vocab() -> tuple[str, ...]:
 
 
 def _tiny_tokenizer():
+    return wordpiece_tokenizer(_tiny_vocab())
+
+
+def wordpiece_tokenizer(tokens) -> "PreTrainedTokenizerFast":
+    """A BERT-style fast tokenizer over ``tokens`` (lower-casing, punctuation and CJK characters
+    split, WordPiece), built locally: for test models and tests. The first five tokens must be
+    ``[PAD] [UNK] [CLS] [SEP] [MASK]``."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {token: i for i, token in enumerate(_tiny_vocab())}
+    vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
     backend = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
-    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
+    backend.normalizer = normalizers.BertNormalizer(lowercase=True, handle_chinese_chars=True)
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     backend.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",

@@ -35,7 +35,7 @@ def test_local_folder_round_trip(tmp_path):
     encoder = backbones.load_encoder("tiny-bert").eval()
     encoder.save_pretrained(tmp_path)
     backbones.load_tokenizer("tiny-bert").save_pretrained(tmp_path)
-    reloaded = backbones.load_encoder(str(tmp_path))
+    reloaded = backbones.load_encoder(str(tmp_path)).eval()
     ids = torch.tensor([[2, 40, 41, 3]])
     torch.testing.assert_close(reloaded(input_ids=ids).last_hidden_state, encoder(input_ids=ids).last_hidden_state)
     assert backbones.load_tokenizer(str(tmp_path))("ab")["input_ids"] == backbones.load_tokenizer("tiny-bert")("ab")["input_ids"]

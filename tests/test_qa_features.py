@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from instructrec.backbones import wordpiece_tokenizer
 from instructrec.data.qa_features import NO_OFFSET, answer_char_span, decode_span, prepare_qa_features
 
 WORDS = "the cat sat on a mat where is what did who sit dog ran in park play".split()
@@ -25,28 +26,8 @@ PUNCT = list(".,?!()。，？")
 @functools.lru_cache(maxsize=None)
 def tiny_tokenizer():
     """BERT-style: lower-cases, splits punctuation and CJK characters, WordPiece over a small vocab."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
     tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *NUMBERED, *CJK, *PUNCT, "##s", "##ing"]
-    vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
-    backend = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
-    backend.normalizer = normalizers.BertNormalizer(lowercase=True, handle_chinese_chars=True)
-    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    backend.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
-    )
+    return wordpiece_tokenizer(tokens)
 
 
 @functools.lru_cache(maxsize=None)

@@ -55,7 +55,7 @@ def best_of(repeats: int, fn) -> float:
 
 
 def parse_rate(texts: list[str]) -> float:
-    seconds = best_of(3, lambda: [parse_instruction(t) for t in texts])
+    seconds = best_of(5, lambda: [parse_instruction(t) for t in texts])
     return len(texts) / seconds
 
 
