@@ -12,7 +12,8 @@ class JsonlPredictionWriter(BasePredictionWriter):
     """Writes ``predict`` results as JSONL, one line per example with its ``id``.
 
     Each rank writes its own file (``predictions.rank<N>.jsonl`` when there are several), using the
-    dataset indices Lightning's sampler hands out, so ids stay right under DDP.
+    dataset indices Lightning's sampler hands out, so ids stay right under DDP. With several predict
+    loaders (one per task of a ``MultiTaskDataModule``) ids come from each loader's own data.
 
     Args:
         output_dir: folder for the prediction files.
@@ -29,7 +30,7 @@ class JsonlPredictionWriter(BasePredictionWriter):
         self._handle = (self.output_dir / name).open("w", encoding="utf-8")
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
-        ids = trainer.datamodule.datasets["predict"]["example_id"] if trainer.datamodule else None
+        ids = trainer.datamodule.example_ids("predict", dataloader_idx) if trainer.datamodule else None
         for position, row in enumerate(prediction):
             index = batch_indices[position] if batch_indices is not None else None
             example_id = ids[index] if ids is not None and index is not None else None

@@ -1,8 +1,8 @@
 """The ``instructrec`` command: LightningCLI's ``fit/validate/test/predict`` from YAML configs.
 
 Model and data are chosen by ``class_path`` in the config (LightningCLI subclass mode). The CLI
-links the model's backbone to the data module's tokenizer, and the data's label set into the
-model. Every run saves its full config beside its logs and sends it to the logger (W&B, offline
+links the model's backbone to the data module's tokenizer, and the data's tasks (names, types,
+label sets) into the model. ``instructrec export CKPT DIR`` is dispatched here, outside LightningCLI. Every run saves its full config beside its logs and sends it to the logger (W&B, offline
 unless ``WANDB_MODE`` says otherwise).
 
 Nothing in the package imports this module.
@@ -35,7 +35,8 @@ def _cli_class():
     class InstructRecCLI(LightningCLI):
         def add_arguments_to_parser(self, parser) -> None:
             parser.link_arguments("model.init_args.backbone", "data.init_args.tokenizer")
-            parser.link_arguments("data.label_names", "model.init_args.label_names", apply_on="instantiate")
+            # Every data module describes its tasks ({name: {"type", "labels"}}); the model builds a head each.
+            parser.link_arguments("data.tasks", "model.init_args.tasks", apply_on="instantiate")
             parser.add_argument(
                 "--test_after_fit",
                 type=bool,
@@ -81,8 +82,57 @@ def run_lightning(args: list[str] | None = None):
     )
 
 
+def export_main(argv: list[str]) -> int:
+    """``instructrec export CKPT DIR``: a checkpoint -> a transformers encoder folder plus heads."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="instructrec export",
+        description=(
+            "Export a MultiTaskModule checkpoint: the encoder and tokenizer in transformers' save_pretrained "
+            "format (AutoModel.from_pretrained(DIR) loads it), the heads as heads.safetensors with heads.json "
+            "(task, type, labels, tensor shapes). The checkpoint is loaded with weights_only=True."
+        ),
+    )
+    parser.add_argument("checkpoint", help="a .ckpt written by `instructrec fit`")
+    parser.add_argument("output_dir", help="folder to write (created; existing files are overwritten)")
+    args = parser.parse_args(argv)
+    from instructrec.export import export_checkpoint
+
+    written = export_checkpoint(args.checkpoint, args.output_dir)
+    print(f"exported {args.checkpoint} -> {written}")
+    return 0
+
+
+def _evaluate_squad(argv: list[str]) -> int:
+    from instructrec.qa.commands import evaluate_squad_main
+
+    return evaluate_squad_main(argv)
+
+
+def _cache_teacher(argv: list[str]) -> int:
+    from instructrec.distill.commands import cache_teacher_main
+
+    return cache_teacher_main(argv)
+
+
+# Commands beside LightningCLI's fit/validate/test/predict: name -> (argv -> exit status, summary).
+COMMANDS = {
+    "export": (export_main, "a checkpoint -> transformers encoder folder + heads"),
+    "evaluate-squad": (_evaluate_squad, "score SQuAD predictions as the official v1.1/v2.0 scripts do"),
+    "cache-teacher": (_cache_teacher, "run a distillation teacher once and cache its logits"),
+}
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in COMMANDS:
+        status = COMMANDS[argv[0]][0](argv[1:])
+        if status:
+            sys.exit(status)
+        return
+    if not argv or argv[0] in ("-h", "--help"):
+        print("more commands: " + "; ".join(f"{name}: {summary}" for name, (_, summary) in COMMANDS.items()))
     run_lightning(argv)
 
 

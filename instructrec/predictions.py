@@ -9,7 +9,7 @@ import torch
 def predict_texts(model, datamodule, texts: list[str]) -> list:
     """Run ``model.predict_step`` on instructions encoded by ``datamodule`` as its files are."""
     batch = datamodule.batch_from_texts(texts)
-    batch = {key: value.to(model.device) for key, value in batch.items()}
+    batch = {key: value.to(model.device) if isinstance(value, torch.Tensor) else value for key, value in batch.items()}
     was_training = model.training
     model.eval()
     try:

@@ -11,7 +11,7 @@ import torch
 
 from instructrec.cli import main
 from instructrec.data.files import write_jsonl
-from instructrec.models import InstructionClassifier
+from instructrec.models import MultiTaskModule
 
 from helpers import classification_text
 
@@ -58,18 +58,18 @@ def test_fit_test_and_predict_end_to_end(tmp_path, capsys, monkeypatch):
     main(tiny_fit_args(tmp_path, "--trainer.max_steps", "6", "--trainer.val_check_interval", "3",
                        "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2"))
     out = capsys.readouterr().out
-    assert "test/acc" in out and "Predictions" in out
+    assert "test/sentiment/acc" in out and "test/score" in out and "Predictions" in out
     assert any(label in out for label in ("positive", "negative", "neutral"))
     checkpoints = sorted((tmp_path / "run").rglob("*.ckpt"))
     assert {p.name for p in checkpoints} == {"best-epoch00.ckpt", "last.ckpt"}
     config = next((tmp_path / "run").rglob("config.yaml")).read_text()
-    assert "instructrec.models.InstructionClassifier" in config  # the full config is kept with the run
+    assert "instructrec.models.MultiTaskModule" in config  # the full config is kept with the run
 
-    model = InstructionClassifier.load_from_checkpoint(checkpoints[0], weights_only=True)
-    assert model.label_names == ["positive", "negative", "neutral"]
+    model = MultiTaskModule.load_from_checkpoint(checkpoints[0], weights_only=True)
+    assert model.tasks == {"sentiment": {"type": "classification", "labels": ["positive", "negative", "neutral"]}}
     assert model.hparams.backbone == "tiny-bert"
     saved = torch.load(checkpoints[0], weights_only=True)
-    torch.testing.assert_close(model.head.weight, saved["state_dict"]["head.weight"])
+    torch.testing.assert_close(model.heads["sentiment"].linear.weight, saved["state_dict"]["heads.sentiment.linear.weight"])
 
     # `predict` on a file of instructions without answers writes one JSONL line per example.
     inputs = tmp_path / "inputs.jsonl"
@@ -81,6 +81,7 @@ def test_fit_test_and_predict_end_to_end(tmp_path, capsys, monkeypatch):
           "--trainer.callbacks.output_dir", str(tmp_path / "predictions")])
     rows = [json.loads(line) for line in (tmp_path / "predictions" / "predictions.jsonl").read_text().splitlines()]
     assert [row["id"] for row in rows] == ["a", "b"]
+    assert all(row["task"] == "sentiment" for row in rows)
     assert all(row["label"] in LABELS and abs(sum(row["probabilities"].values()) - 1) < 1e-5 for row in rows)
 
 
@@ -105,3 +106,16 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "MEMBER: 2/2" in result.stderr + result.stdout
     assert len(list((tmp_path / "run").rglob("last.ckpt"))) == 1
+
+
+def test_extra_commands_dispatch(tmp_path, capsys):
+    """`instructrec evaluate-squad` goes to the SQuAD scorer; bad input exits non-zero."""
+    data = {"version": "1.1", "data": [{"title": "t", "paragraphs": [{"context": "Ada wrote it.", "qas": [
+        {"id": "q1", "question": "Who?", "answers": [{"text": "Ada", "answer_start": 0}]}]}]}]}
+    (tmp_path / "data.json").write_text(json.dumps(data))
+    (tmp_path / "preds.json").write_text(json.dumps({"q1": "ada"}))
+    main(["evaluate-squad", str(tmp_path / "data.json"), str(tmp_path / "preds.json")])
+    assert json.loads(capsys.readouterr().out) == {"exact_match": 100.0, "f1": 100.0}
+    with pytest.raises(SystemExit) as exit:
+        main(["evaluate-squad", str(tmp_path / "preds.json"), str(tmp_path / "preds.json")])
+    assert exit.value.code == 2

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from instructrec import backbones
 from instructrec.data import cache, encoding
 from instructrec.data.files import TextRecord, read_instruction_file
-from instructrec.data.loading import LoadedSplit, OnError, collect, in_holdout, parsed, report
+from instructrec.data.loading import LoadedSplit, OnError, collect, holdout_position, parsed, report, subsample
 from instructrec.data.paths import resolve_path
 from instructrec.data.sources import templated
 from instructrec.instructions import InstructionError
@@ -55,6 +55,13 @@ class InstructionDataModule(L.LightningDataModule):
         text_field: the JSONL key holding the instruction text.
         file_format: ``auto`` (by extension: ``.jsonl``/``.json`` -> JSONL, else blocks), ``jsonl``
             or ``blocks``.
+        task_name: the task's name for the model (its head, its metrics ``val/<task_name>/...``);
+            when set, every batch carries it as ``batch["task"]``. Default: the template's name,
+            else the instruction task (``classification``, ``qa``).
+        test_fraction: share of ``train`` held out as the test split when ``test`` is not given
+            (after the ``val_fraction`` share: by the same seeded hash of the example id).
+        max_examples: at most this many examples per split (e.g. ``{"train": 3000}``), chosen by a
+            seeded hash of the example id (the same subset in every run), kept in file order.
     """
 
     def __init__(
@@ -77,12 +84,20 @@ class InstructionDataModule(L.LightningDataModule):
         seed: int = 0,
         text_field: str = "text",
         file_format: str = "auto",
+        task_name: str | None = None,
+        test_fraction: float = 0.0,
+        max_examples: dict[str, int] | None = None,
     ) -> None:
         super().__init__()
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        if not 0.0 <= test_fraction < 1.0 - val_fraction:
+            raise ValueError(f"test_fraction must be in [0, 1 - val_fraction), got {test_fraction}")
+        unknown = set(max_examples or {}) - set(SPLITS)
+        if unknown:
+            raise ValueError(f"max_examples keys must be splits {SPLITS}, got {sorted(unknown)}")
         self.paths = {split: _as_paths(value) for split, value in zip(SPLITS, (train, val, test, predict))}
         self.template = template
         self.template_args = dict(template_args or {})
@@ -98,6 +113,9 @@ class InstructionDataModule(L.LightningDataModule):
         self.seed = seed
         self.text_field = text_field
         self.file_format = file_format
+        self.task_name = task_name
+        self.test_fraction = test_fraction
+        self.max_examples = dict(max_examples or {})
         self.datasets: dict[str, Any] = {}
         self.meta: dict[str, dict] = {}
 
@@ -136,6 +154,24 @@ class InstructionDataModule(L.LightningDataModule):
         """The classification label set (linked into the model by the CLI), else None."""
         return self.reference["label_names"]
 
+    @property
+    def name(self) -> str:
+        """The task's name: ``task_name``, else the template's name, else the instruction task."""
+        return self.task_name or self.template or self.task
+
+    @property
+    def tasks(self) -> dict[str, dict]:
+        """``{name: {"type": ..., "labels": [...]}}`` (labels for classification only): what a
+        model needs to build its head; the CLI links it into the model's ``tasks``."""
+        spec = {"type": self.task}
+        if self.task == "classification":
+            spec["labels"] = list(self.label_names)
+        return {self.name: spec}
+
+    def example_ids(self, split: str, dataloader_idx: int = 0) -> list[str]:
+        """The ``example_id`` of each row of ``split`` (one data loader per split here)."""
+        return list(self.datasets[split]["example_id"])
+
     # -- Lightning hooks ----------------------------------------------------------------------
 
     def prepare_data(self) -> None:
@@ -163,6 +199,9 @@ class InstructionDataModule(L.LightningDataModule):
     def load_split(self, split: str) -> LoadedSplit:
         """Parse (or template) and check one split's records, applying ``on_error``."""
         loaded = self._collect(split, check=self._check())
+        limit = self.max_examples.get(split)
+        if limit is not None and len(loaded.examples) > limit:
+            loaded.examples = subsample(loaded.examples, limit, self.seed)
         if not loaded.examples:
             raise InstructionError(
                 f"the {split} split has no usable records ({loaded.total} read, {len(loaded.rejects)} rejected) "
@@ -226,8 +265,16 @@ class InstructionDataModule(L.LightningDataModule):
             items = parsed(records)
         else:
             items = templated(files, self.template, self.template_args, self.reader_args, seed=self.seed)
-        if source != split or (split == "train" and self._held_out("val")):
-            items = (item for item in items if in_holdout(item[0].id, self.seed, self.val_fraction) == (split == "val"))
+        ranges = self._holdout_ranges()
+        if split in ranges:
+            low, high = ranges[split]
+            items = (item for item in items if low <= holdout_position(item[0].id, self.seed) < high)
+        elif split == "train" and ranges:
+            items = (
+                item
+                for item in items
+                if not any(low <= holdout_position(item[0].id, self.seed) < high for low, high in ranges.values())
+            )
         return collect(items, check=check, on_error=self.on_error, limit=limit)
 
     def _encoded(self, split: str) -> tuple[Any, dict]:
@@ -259,11 +306,24 @@ class InstructionDataModule(L.LightningDataModule):
             "text_field": self.text_field,
             "file_format": self.file_format,
             "holdout": self.val_fraction if self._held_out("val") and split in ("train", "val") else None,
+            **({"test_holdout": self._holdout_ranges()} if self._held_out("test") and split in ("train", "test") else {}),
+            **({"max_examples": self.max_examples[split]} if split in self.max_examples else {}),
         }
 
     def _held_out(self, split: str) -> bool:
-        """Whether ``split`` is carved out of ``train`` (``val`` not given, ``val_fraction`` > 0)."""
-        return split == "val" and not self.paths["val"] and bool(self.paths["train"]) and self.val_fraction > 0
+        """Whether ``split`` is carved out of ``train`` (``val``/``test`` not given, its fraction > 0)."""
+        fraction = {"val": self.val_fraction, "test": self.test_fraction}.get(split, 0.0)
+        return not self.paths[split] and bool(self.paths["train"]) and fraction > 0
+
+    def _holdout_ranges(self) -> dict[str, tuple[float, float]]:
+        """The held-out splits' ranges of :func:`holdout_position`: val ``[0, val_fraction)``,
+        test ``[val_fraction, val_fraction + test_fraction)``; train keeps the rest."""
+        ranges = {}
+        if self._held_out("val"):
+            ranges["val"] = (0.0, self.val_fraction)
+        if self._held_out("test"):
+            ranges["test"] = (self.val_fraction, self.val_fraction + self.test_fraction)
+        return ranges
 
     def _splits(self) -> list[str]:
         splits = [split for split in SPLITS if self.paths[split] or self._held_out(split)]
@@ -297,19 +357,24 @@ class InstructionDataModule(L.LightningDataModule):
 
     @cached_property
     def _collate(self) -> "ModelBatchCollator":
-        return ModelBatchCollator(self.tokenizer)
+        return ModelBatchCollator(self.tokenizer, task=self.task_name)
 
 
 class ModelBatchCollator:
-    """Pads each batch to its longest sequence, keeping only the columns a model reads."""
+    """Pads each batch to its longest sequence, keeping only the columns a model reads, and adds
+    the task's name as ``batch["task"]`` (a string) when given."""
 
-    def __init__(self, tokenizer) -> None:
+    def __init__(self, tokenizer, task: str | None = None) -> None:
         from transformers import DataCollatorWithPadding
 
         self.pad = DataCollatorWithPadding(tokenizer)
+        self.task = task
 
     def __call__(self, rows: list[dict]) -> dict:
-        return self.pad([{k: v for k, v in row.items() if k in encoding.MODEL_COLUMNS} for row in rows])
+        batch = self.pad([{k: v for k, v in row.items() if k in encoding.MODEL_COLUMNS} for row in rows])
+        if self.task is not None:
+            batch = {**batch, "task": self.task}
+        return batch
 
 
 def _as_paths(value: str | list[str] | None) -> list[str]:

@@ -88,10 +88,16 @@ def parsed(records: Iterable[TextRecord]) -> Iterable[tuple[TextRecord, Callable
         yield record, (lambda text=record.text: parse_instruction(text))
 
 
-def in_holdout(example_id: str, seed: int, fraction: float) -> bool:
-    """Whether an example falls in the held-out share: a function of (id, seed) alone, so the
-    split is the same in every run, process and worker."""
-    return stable_hash("holdout", seed, example_id) / 2**64 < fraction
+def holdout_position(example_id: str, seed: int) -> float:
+    """An example's place in ``[0, 1)``: a function of (id, seed) alone, so held-out splits (val:
+    ``[0, val_fraction)``, test: the next ``test_fraction``) are the same in every run and process."""
+    return stable_hash("holdout", seed, example_id) / 2**64
+
+
+def subsample(examples: list[Example], limit: int, seed: int) -> list[Example]:
+    """``limit`` examples chosen by a seeded hash of their ids (the same in every run), in order."""
+    chosen = set(sorted(range(len(examples)), key=lambda i: stable_hash("subsample", seed, examples[i].id))[:limit])
+    return [example for i, example in enumerate(examples) if i in chosen]
 
 
 def report(split: LoadedSplit, name: str, rejects_path: Path | None) -> None:

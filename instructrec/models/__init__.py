@@ -1,5 +1,5 @@
 """The model families: plain LightningModules that take batches."""
 
-from instructrec.models.classifier import InstructionClassifier
+from instructrec.models.multitask import MultiTaskModule
 
-__all__ = ["InstructionClassifier"]
+__all__ = ["MultiTaskModule"]

@@ -6,8 +6,8 @@ import lightning as L
 from torch.optim import AdamW
 from transformers import get_linear_schedule_with_warmup
 
-# Biases and normalisation weights are not decayed (the BERT recipe).
-NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+# Biases and normalisation weights are not decayed (the BERT recipe), nor learned loss log-variances.
+NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight", "log_vars")
 
 
 def adamw_with_warmup(module: L.LightningModule, *, learning_rate: float, weight_decay: float, warmup_ratio: float):

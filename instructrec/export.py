@@ -1,0 +1,75 @@
+"""``instructrec export CKPT DIR``: a trained :class:`MultiTaskModule` as files anyone can load.
+
+``DIR`` holds:
+
+* the encoder and its tokenizer in transformers' ``save_pretrained`` format
+  (``config.json``, ``model.safetensors``, ``tokenizer.json``...): ``AutoModel.from_pretrained(DIR)``
+  and ``AutoTokenizer.from_pretrained(DIR)`` load them, and ``backbone: DIR`` fine-tunes further.
+  The encoder has no pooler (our heads read token states), so transformers reports a freshly
+  initialised ``pooler`` when it builds one: ignore it, or load with ``add_pooling_layer=False``;
+* ``heads.safetensors``: every head's tensors, named ``<task>.weight`` and ``<task>.bias``;
+* ``heads.json``: ``{"format": "instructrec-heads", "version": 1, "backbone": ..., "hidden_size":
+  ..., "tasks": {task: {"type", "labels", "input", "output", "tensors": {name: shape}}}}``.
+
+A head is ``logits = states @ weight.T + bias`` where ``states`` is the encoder's
+``last_hidden_state[:, 0]`` (classification: ``(B, C)`` logits in ``labels`` order; regression and
+ranking: ``(B, 1)`` scores) or the whole ``last_hidden_state`` (qa: ``(B, S, 2)``, start and end
+logits).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+HEADS_FORMAT = "instructrec-heads"
+HEADS_VERSION = 1
+INPUTS = {"classification": "first_token", "regression": "first_token", "ranking": "first_token", "qa": "all_tokens"}
+OUTPUTS = {
+    "classification": "logits (batch, labels)",
+    "regression": "score (batch, 1)",
+    "ranking": "score (batch, 1)",
+    "qa": "start and end logits (batch, seq, 2)",
+}
+
+
+def export_checkpoint(checkpoint: str | Path, output_dir: str | Path) -> Path:
+    """Write the checkpoint's encoder, tokenizer and heads into ``output_dir``; return it."""
+    from safetensors.torch import save_file
+
+    from instructrec import backbones
+    from instructrec.models.multitask import MultiTaskModule
+
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    hparams = dict(saved["hyper_parameters"])
+    hparams["pretrained"] = False  # the checkpoint has the weights
+    model = MultiTaskModule(**hparams)
+    model.load_state_dict(saved["state_dict"])
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.encoder.save_pretrained(out)
+    backbones.load_tokenizer(hparams["backbone"]).save_pretrained(out)
+
+    tensors, tasks = {}, {}
+    for name, head in model.heads.items():
+        spec = model.tasks[name]
+        entry = {"type": spec["type"], "input": INPUTS[spec["type"]], "output": OUTPUTS[spec["type"]], "tensors": {}}
+        if spec["type"] == "classification":
+            entry["labels"] = list(spec["labels"])
+        for part in ("weight", "bias"):
+            tensor = getattr(head.linear, part).detach().contiguous()
+            tensors[f"{name}.{part}"] = tensor
+            entry["tensors"][f"{name}.{part}"] = list(tensor.shape)
+        tasks[name] = entry
+    save_file(tensors, str(out / "heads.safetensors"))
+    manifest = {
+        "format": HEADS_FORMAT,
+        "version": HEADS_VERSION,
+        "backbone": hparams["backbone"],
+        "hidden_size": model.encoder.config.hidden_size,
+        "tasks": tasks,
+    }
+    (out / "heads.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return out
