@@ -1,0 +1,158 @@
+"""QAReasoningModule: an extractive reader (start/end logits on any backbone) for SQuAD v1.1 / v2.0.
+
+Features: doc-stride windows of long contexts (built by :func:`instructrec.data.qa_features.
+prepare_qa_features`); the loss is the mean cross-entropy of the start and end positions (CLS for
+"not in this window"); validation decodes answer *texts* with the vectorised n-best post-processing
+(:mod:`instructrec.qa.postprocess`) and scores them with the official-equivalent SQuAD metrics
+(:mod:`instructrec.qa.squad_metrics`), so ``val/f1`` is the number ``instructrec evaluate-squad``
+prints for the same predictions. SQuAD 2.0: the null-odds threshold that maximises validation F1 is
+kept in the checkpoint (buffer ``null_threshold``) and used by :meth:`decode`.
+
+Batch contract (``B`` features, ``S`` tokens): ``input_ids``, ``attention_mask``, optional
+``token_type_ids`` ``(B, S)``; for training ``start_positions``, ``end_positions`` ``(B,)``; for
+text-level validation also, per feature, ``offset_mapping`` (list of ``S_f`` pairs, NO_OFFSET for
+non-context tokens), ``example_id`` (str), ``context`` (str) and ``answers`` (list of reference
+texts, empty for no answer). Without those four, validation logs the loss only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+
+from instructrec import backbones
+from instructrec.models.heads import SpanHead
+from instructrec.models.optim import adamw_with_warmup
+from instructrec.qa.postprocess import QAPrediction, postprocess_qa_predictions
+from instructrec.qa.squad_metrics import best_thresholds, evaluate_v1, evaluate_v2
+
+ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+TEXT_KEYS = ("offset_mapping", "example_id", "context", "answers")
+
+
+class QAReasoningModule(L.LightningModule):
+    """Extractive QA reader.
+
+    Args:
+        backbone: encoder name (``auto``, ``minilm-l6``, ``tiny-bert``, a local folder).
+        pretrained: load the backbone's weights (False: random, same architecture).
+        version_2: SQuAD 2.0 (questions may have no answer; null threshold tuned on validation).
+        n_best: answer candidates kept per question.
+        max_answer_length: longest answer, in tokens.
+        learning_rate, weight_decay, warmup_ratio: AdamW with linear warm-up and decay.
+        dropout: before the span head.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "tiny-bert",
+        pretrained: bool = True,
+        version_2: bool = False,
+        n_best: int = 20,
+        max_answer_length: int = 30,
+        learning_rate: float = 5e-5,
+        weight_decay: float = 0.01,
+        warmup_ratio: float = 0.1,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.hparams.backbone = backbones.canonical(backbone)  # what `auto` meant, for the checkpoint
+        self.encoder = backbones.load_encoder(backbone, pretrained=pretrained)
+        self.head = SpanHead(self.encoder.config.hidden_size, dropout)
+        self.register_buffer("null_threshold", torch.tensor(0.0))  # tuned on validation (v2)
+        self._collected: list[dict[str, Any]] = []
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Start and end logits ``(B, S)`` each, float32; padding gets the most negative float."""
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        return self.head(self.encoder(**inputs).last_hidden_state, attention_mask)
+
+    def _outputs(self, batch: dict):
+        return self(**{k: batch[k] for k in ENCODER_INPUTS if k in batch})
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self.head.loss(self._outputs(batch), batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["input_ids"]))
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        start, end = self._outputs(batch)
+        if "start_positions" in batch:
+            loss = self.head.loss((start, end), batch)
+            self.log("val/loss", loss, batch_size=len(batch["input_ids"]), sync_dist=True)
+        if all(key in batch for key in TEXT_KEYS):
+            self._collected.append(
+                {"start": start.detach().cpu(), "end": end.detach().cpu(), **{k: list(batch[k]) for k in TEXT_KEYS}}
+            )
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._collected:
+            return
+        collected, self._collected = self._collected, []
+        # v2: decode the best non-null span everywhere; the threshold is chosen below.
+        threshold = float("inf") if self.hparams.version_2 else 0.0
+        ids, predictions, references = self.decode(collected, null_threshold=threshold)
+        questions = [(qid, references[qid]) for qid in ids]
+        texts = {qid: p.text for qid, p in zip(ids, predictions)}
+        if not self.hparams.version_2:
+            scores = evaluate_v1(questions, texts)
+            self.log("val/exact_match", scores["exact_match"], prog_bar=True)
+            self.log("val/f1", scores["f1"], prog_bar=True)
+            return
+        # v2: texts are the best non-null spans (threshold inf); the official threshold search
+        # over the null odds says where answering "" scores best, and that threshold is kept.
+        odds = {qid: p.null_odds if p.null_score is not None else float("-inf") for qid, p in zip(ids, predictions)}
+        best = best_thresholds(questions, texts, odds)
+        self.null_threshold.fill_(best["best_f1_thresh"])
+        answered = {qid: "" if odds[qid] > best["best_f1_thresh"] else texts[qid] for qid in ids}
+        scores = evaluate_v2(questions, answered)
+        self.log("val/exact_match", scores["exact"], prog_bar=True)
+        self.log("val/f1", scores["f1"], prog_bar=True)
+        self.log("val/null_threshold", float(best["best_f1_thresh"]))
+
+    def decode(
+        self, collected: list[dict[str, Any]], *, null_threshold: float | None = None
+    ) -> tuple[list[str], list[QAPrediction], dict[str, list[str]]]:
+        """Answer texts from collected batches (``start``, ``end`` logits and the :data:`TEXT_KEYS`).
+
+        Returns the question ids in first-seen order, one prediction each, and the references.
+        """
+        offsets, example_index, contexts, ids, references, starts, ends = [], [], [], [], {}, [], []
+        position: dict[str, int] = {}
+        for batch in collected:
+            for f, qid in enumerate(batch["example_id"]):
+                if qid not in position:
+                    position[qid] = len(ids)
+                    ids.append(qid)
+                    contexts.append(batch["context"][f])
+                    references[qid] = list(batch["answers"][f])
+                example_index.append(position[qid])
+                offsets.append(batch["offset_mapping"][f])
+                starts.append(batch["start"][f])
+                ends.append(batch["end"][f])
+        threshold = float(self.null_threshold) if null_threshold is None else null_threshold
+        predictions = postprocess_qa_predictions(
+            starts,
+            ends,
+            offsets,
+            example_index,
+            contexts,
+            n_best=self.hparams.n_best,
+            max_answer_length=self.hparams.max_answer_length,
+            version_2=self.hparams.version_2,
+            null_threshold=threshold,
+        )
+        return ids, predictions, references
+
+    def configure_optimizers(self):
+        return adamw_with_warmup(
+            self,
+            learning_rate=self.hparams.learning_rate,
+            weight_decay=self.hparams.weight_decay,
+            warmup_ratio=self.hparams.warmup_ratio,
+        )

@@ -1,0 +1,113 @@
+"""Retrieve, then read: answers to questions over a knowledge base, each with its evidence trail.
+
+A (multi-hop) retriever picks passages; the reader (any module mapping token ids to start/end
+logits, e.g. :class:`~instructrec.models.qa_reasoning.QAReasoningModule`) reads each passage with
+the question in doc-stride windows; the n-best post-processing decodes spans per passage, and the
+answer is the best span over all passages. The answer keeps its span score, the passage it was read
+from and the retrieval trace (hop, passage id, text, score), so a user can see why it was given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from instructrec.data.qa_features import prepare_qa_features
+from instructrec.qa.postprocess import SpanCandidate, postprocess_qa_predictions
+from instructrec.retrieval.base import Hit
+from instructrec.retrieval.multihop import MultiHopRetriever, TraceStep
+
+
+@dataclass
+class Answer:
+    question: str
+    text: str  # "" when no passage holds a valid span
+    score: float | None  # the span's start + end logit
+    passage_id: str | None  # where the answer was read
+    retrieval_score: float | None
+    trace: list[TraceStep] = field(default_factory=list)  # the passages selected hop by hop
+    candidates: list[tuple[str, SpanCandidate]] = field(default_factory=list)  # (passage id, span), best first
+
+
+class RetrieveAndRead:
+    """Answers questions from the passages a multi-hop retriever selects.
+
+    Args:
+        retriever: selects and ranks passages, with a trace.
+        reader: ``reader(input_ids, attention_mask[, token_type_ids]) -> (start, end)`` logits ``(B, S)``.
+        tokenizer: the reader's fast tokenizer.
+        passages: passages read per question (the selected ones first).
+        max_length, doc_stride: reader windows (see :func:`prepare_qa_features`).
+        n_best, max_answer_length: post-processing (see :func:`postprocess_qa_predictions`).
+        batch_size: features per reader forward pass.
+    """
+
+    def __init__(
+        self,
+        retriever: MultiHopRetriever,
+        reader,
+        tokenizer,
+        *,
+        passages: int = 3,
+        max_length: int = 384,
+        doc_stride: int = 128,
+        n_best: int = 20,
+        max_answer_length: int = 30,
+        batch_size: int = 16,
+    ):
+        self.retriever, self.reader, self.tokenizer = retriever, reader, tokenizer
+        self.passages, self.max_length, self.doc_stride = passages, max_length, doc_stride
+        self.n_best, self.max_answer_length, self.batch_size = n_best, max_answer_length, batch_size
+
+    def __call__(self, questions: list[str], **search) -> list[Answer]:
+        results = self.retriever.retrieve(questions, **search)
+        return [self._read(r.question, r.passages(self.passages), r.trace) for r in results]
+
+    def _read(self, question: str, hits: list[Hit], trace: list[TraceStep]) -> Answer:
+        if not hits:
+            return Answer(question, "", None, None, None, trace)
+        contexts = [h.passage.text for h in hits]
+        features = prepare_qa_features(
+            self.tokenizer,
+            [question] * len(hits),
+            contexts,
+            [None] * len(hits),
+            [None] * len(hits),
+            max_length=self.max_length,
+            doc_stride=self.doc_stride,
+        )
+        start, end = self._logits(features)
+        predictions = postprocess_qa_predictions(
+            start,
+            end,
+            features["offset_mapping"],
+            features["example_index"],
+            contexts,
+            n_best=self.n_best,
+            max_answer_length=self.max_answer_length,
+        )
+        candidates = sorted(
+            ((hit.id, c) for hit, p in zip(hits, predictions) for c in p.nbest),
+            key=lambda item: -item[1].score,
+        )[: self.n_best]
+        if not candidates:
+            return Answer(question, "", None, None, None, trace)
+        passage_id, best = candidates[0]
+        hit = next(h for h in hits if h.id == passage_id)
+        return Answer(question, best.text, best.score, passage_id, hit.score, trace, candidates)
+
+    @torch.inference_mode()
+    def _logits(self, features: dict) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Per feature, its unpadded start and end logits."""
+        starts, ends = [], []
+        names = [n for n in ("input_ids", "token_type_ids") if n in features]
+        for first in range(0, len(features["input_ids"]), self.batch_size):
+            rows = range(first, min(first + self.batch_size, len(features["input_ids"])))
+            batch = self.tokenizer.pad({n: [features[n][i] for i in rows] for n in names}, return_tensors="pt")
+            start, end = self.reader(**batch)
+            for k, i in enumerate(rows):
+                length = len(features["input_ids"][i])
+                starts.append(start[k, :length].float().cpu())
+                ends.append(end[k, :length].float().cpu())
+        return starts, ends

@@ -1,0 +1,222 @@
+"""A knowledge base: the passages a retriever searches, each with a stable id.
+
+Why passages and not documents: readers see a few hundred tokens at a time and retrieval scores
+are only comparable between texts of similar length, so documents are cut into passages of about
+``max_words`` words (on sentence ends where possible) before indexing. Ids say where a passage came
+from (``<document id>#<n>``), so a trace can be followed back to the file.
+
+Sources: JSONL files (one document per line), the paragraphs of SQuAD-style JSON (one passage per
+distinct paragraph, which is the unit SQuAD questions were written about) and bAbI stories (one
+passage per fact, each knowing its story and line number, so that multi-hop tests can compare
+retrieved facts with the supporting-fact ids). Plain Python: no torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+PathLike = str | os.PathLike
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])\s*")
+
+
+@dataclass(frozen=True)
+class Passage:
+    """One retrievable unit of text."""
+
+    id: str
+    text: str
+    title: str = ""
+    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+class KnowledgeBase:
+    """An ordered, id-unique collection of passages; retrievers index passages by position."""
+
+    def __init__(self, passages: Iterable[Passage]):
+        self.passages: list[Passage] = list(passages)
+        self._position = {}
+        for i, passage in enumerate(self.passages):
+            if passage.id in self._position:
+                raise ValueError(f"duplicate passage id {passage.id!r}")
+            self._position[passage.id] = i
+
+    def __len__(self) -> int:
+        return len(self.passages)
+
+    def __iter__(self) -> Iterator[Passage]:
+        return iter(self.passages)
+
+    def __getitem__(self, index: int) -> Passage:
+        return self.passages[index]
+
+    def position(self, passage_id: str) -> int:
+        return self._position[passage_id]
+
+    @property
+    def texts(self) -> list[str]:
+        return [p.text for p in self.passages]
+
+    def __add__(self, other: "KnowledgeBase") -> "KnowledgeBase":
+        return KnowledgeBase([*self.passages, *other.passages])
+
+    # -- sources -----------------------------------------------------------------------------------
+
+    @classmethod
+    def from_documents(
+        cls, documents: Iterable[tuple[str, str, str]], *, max_words: int = 100
+    ) -> "KnowledgeBase":
+        """From ``(document id, title, text)``: each text split by :func:`split_passages`."""
+        passages = []
+        for doc_id, title, text in documents:
+            for n, chunk in enumerate(split_passages(text, max_words=max_words)):
+                passages.append(Passage(f"{doc_id}#{n}", chunk, title, {"document": doc_id}))
+        return cls(passages)
+
+    @classmethod
+    def from_jsonl(
+        cls,
+        path: PathLike,
+        *,
+        text_field: str = "text",
+        id_field: str = "id",
+        title_field: str = "title",
+        max_words: int = 100,
+    ) -> "KnowledgeBase":
+        """One document per JSON line; a line without ``id_field`` is named ``<file>:<line>``."""
+        documents = []
+        with open(path, encoding="utf-8") as file:
+            for line_number, line in enumerate(file, start=1):
+                if not line.strip():
+                    continue
+                record = json.loads(line)
+                if not isinstance(record.get(text_field), str):
+                    raise ValueError(f"{path}:{line_number}: no string field {text_field!r}")
+                doc_id = str(record.get(id_field, f"{Path(path).name}:{line_number}"))
+                documents.append((doc_id, str(record.get(title_field, "")), record[text_field]))
+        return cls.from_documents(documents, max_words=max_words)
+
+    @classmethod
+    def from_squad(cls, path: PathLike) -> "KnowledgeBase":
+        """One passage per distinct paragraph of a SQuAD-style file, id ``<title>#<paragraph n>``.
+
+        Each passage's ``meta["questions"]`` lists the ids of the questions asked about it, so
+        retrieval recall can be measured against the gold paragraph.
+        """
+        with open(path, encoding="utf-8") as file:
+            data = json.load(file)["data"]
+        passages, seen = [], {}
+        for article in data:
+            title = article.get("title", "")
+            for n, paragraph in enumerate(article["paragraphs"]):
+                context = paragraph["context"]
+                questions = [qa["id"] for qa in paragraph["qas"]]
+                if context in seen:  # the same paragraph twice: one passage, all its questions
+                    seen[context].meta["questions"].extend(questions)
+                    continue
+                passage = Passage(f"{title}#{n}", context, title, {"questions": questions})
+                seen[context] = passage
+                passages.append(passage)
+        return cls(passages)
+
+    @classmethod
+    def from_babi(cls, path: PathLike) -> "KnowledgeBase":
+        """One passage per fact of a bAbI task file, id ``s<story>:<line>`` (story from 0, line
+        as numbered in the file); ``meta`` holds ``story`` and ``line``."""
+        return cls(
+            Passage(f"s{story.index}:{line}", text, "", {"story": story.index, "line": line})
+            for story in read_babi(path)
+            for line, text in story.facts.items()
+        )
+
+
+def split_passages(text: str, *, max_words: int = 100) -> list[str]:
+    """Cut ``text`` into passages of at most ``max_words`` words, on sentence ends where possible.
+
+    Passages are slices of ``text`` (inner white space kept as it was); a sentence longer than
+    ``max_words`` is cut by words. Text without spaces (Chinese) counts one "word" per sentence,
+    so its passages are groups of sentences. Empty text gives no passage.
+    """
+    if max_words < 1:
+        raise ValueError(f"max_words must be positive, got {max_words}")
+    # Units: (start, end, words) of sentences, over-long sentences already cut into word groups.
+    units = []
+    for sentence in _sentences(text):
+        words = list(re.finditer(r"\S+", text[sentence[0] : sentence[1]]))
+        for i in range(0, len(words), max_words):
+            group = words[i : i + max_words]
+            units.append((sentence[0] + group[0].start(), sentence[0] + group[-1].end(), len(group)))
+    passages, first, length = [], None, 0
+    for i, (_, _, words) in enumerate(units):
+        if first is not None and length + words > max_words:
+            passages.append(text[units[first][0] : units[i - 1][1]])
+            first, length = None, 0
+        first = i if first is None else first
+        length += words
+    if first is not None:
+        passages.append(text[units[first][0] : units[-1][1]])
+    return passages
+
+
+def _sentences(text: str) -> list[tuple[int, int]]:
+    """Character spans of the sentences of ``text`` (ends: . ! ? and their CJK forms)."""
+    spans, start = [], 0
+    for match in _SENTENCE_END.finditer(text):
+        spans.append((start, match.start()))
+        start = match.end()
+    spans.append((start, len(text)))
+    return [(a, b) for a, b in spans if text[a:b].strip()]
+
+
+# -- bAbI ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BabiQuestion:
+    line: int  # its line number in the story
+    question: str
+    answer: str
+    supporting: tuple[int, ...]  # line numbers of the supporting facts
+
+
+@dataclass(frozen=True)
+class BabiStory:
+    index: int  # 0-based position in the file
+    facts: dict[int, str]  # line number -> fact sentence
+    questions: list[BabiQuestion]
+
+    def facts_before(self, line: int) -> list[int]:
+        """Line numbers of the facts told before the question on ``line``."""
+        return [n for n in self.facts if n < line]
+
+
+def read_babi(path: PathLike) -> list[BabiStory]:
+    """The stories of a bAbI task file: numbered lines, a new story where numbering restarts at 1;
+    a question line is ``n question<TAB>answer<TAB>supporting ids``."""
+    stories: list[BabiStory] = []
+    with open(path, encoding="utf-8") as file:
+        for line_number, raw in enumerate(file, start=1):
+            raw = raw.rstrip("\n")
+            if not raw.strip():
+                continue
+            number, _, rest = raw.partition(" ")
+            if not number.isdigit():
+                raise ValueError(f"{path}:{line_number}: a bAbI line starts with its number: {raw!r}")
+            n = int(number)
+            if n == 1:
+                stories.append(BabiStory(len(stories), {}, []))
+            if not stories:
+                raise ValueError(f"{path}:{line_number}: the first story does not start at 1")
+            if "\t" in rest:
+                fields = rest.split("\t")
+                if len(fields) < 3:
+                    raise ValueError(f"{path}:{line_number}: a question needs answer and supporting ids")
+                supporting = tuple(int(i) for i in fields[2].split())
+                stories[-1].questions.append(BabiQuestion(n, fields[0].strip(), fields[1].strip(), supporting))
+            else:
+                stories[-1].facts[n] = rest.strip()
+    return stories
