@@ -1,0 +1,153 @@
+"""``TeacherLogitsDataModule``: an :class:`InstructionDataModule` whose batches carry the teacher's
+cached logits, so training never runs the teacher.
+
+Why a subclass: parsing, encoding and the Arrow data cache are the parent's; this adds one step
+(:func:`~instructrec.distill.teacher_cache.cache_teacher_outputs` per split in ``teacher_splits``,
+in ``prepare_data`` and ``setup``) and loaders that keep the teacher columns (the parent's keep only
+the model's inputs and labels). QA batches also carry ``context_mask`` ``(B, S)``: true at context
+tokens and at CLS (the no-answer position), the positions a span may take, which the soft-target
+loss compares.
+
+``instructrec cache-teacher --config RUN.yaml`` runs the same caching ahead of training
+(:mod:`.commands`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from instructrec.data import encoding
+from instructrec.data.datamodule import InstructionDataModule, ModelBatchCollator
+from instructrec.distill import teacher_cache
+from instructrec.distill.teacher import load_teacher
+
+log = logging.getLogger(__name__)
+
+CONTEXT_MASK = "context_mask"
+
+
+class TeacherLogitsDataModule(InstructionDataModule):
+    """:class:`InstructionDataModule` plus cached teacher logits.
+
+    Args:
+        teacher: the teacher (a transformers folder or a ``.ckpt`` of ours; see
+            :mod:`instructrec.distill.teacher`); None behaves exactly like the parent.
+        teacher_top_k: cache only the ``K`` largest logits per row (None: all, float16).
+        teacher_dtype: the teacher's weights while caching (``float32``, ``bfloat16``, ``float16``).
+        teacher_splits: which splits carry teacher logits (training reads them; evaluation runs
+            the teacher anyway to time it).
+        teacher_batch_size: rows per teacher forward pass while caching.
+        teacher_device: where the teacher runs while caching (default ``cuda`` when available).
+        **kwargs: :class:`InstructionDataModule`'s arguments.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        teacher: str | None = None,
+        teacher_top_k: int | None = None,
+        teacher_dtype: str | None = None,
+        teacher_splits: list[str] | None = None,
+        teacher_batch_size: int = 64,
+        teacher_device: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.teacher_source = teacher
+        self.teacher_top_k = teacher_top_k
+        self.teacher_dtype = teacher_dtype
+        self.teacher_splits = list(teacher_splits if teacher_splits is not None else ["train"])
+        self.teacher_batch_size = teacher_batch_size
+        self.teacher_device = teacher_device
+        self.teacher_folders: dict[str, Any] = {}
+
+    def prepare_data(self) -> None:
+        super().prepare_data()
+        self.cache_teacher()
+
+    def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)
+        for split, cached in self.cache_teacher().items():
+            self.datasets[split] = teacher_cache.attach(self.datasets[split], cached)
+
+    def cache_teacher(self) -> dict:
+        """``{split: teacher dataset}`` for the teacher splits present (computed once, then read)."""
+        splits = [s for s in self.teacher_splits if s in self._splits()]
+        if self.teacher_source is None or not splits:
+            return {}
+        teacher = load_teacher(self.teacher_source, tasks=self.tasks, dtype=self.teacher_dtype)
+        device = self.teacher_device or ("cuda" if torch.cuda.is_available() else "cpu")
+        cached = {}
+        for split in splits:
+            dataset, _ = self._encoded(split)
+            cached[split], self.teacher_folders[split] = teacher_cache.cache_teacher_outputs(
+                teacher, dataset, self.name, self.cache_dir, split=split,
+                top_k=self.teacher_top_k, batch_size=self.teacher_batch_size, device=device,
+            )
+        del teacher
+        return cached
+
+    def train_dataloader(self) -> DataLoader:
+        return self._distill_loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._distill_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._distill_loader("test")
+
+    def _distill_loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        if split not in self.datasets:
+            raise RuntimeError(f"no {split} data: set `{split}` in the data module's config")
+        dataset = self.datasets[split]
+        if "offset_mapping" in dataset.column_names and CONTEXT_MASK not in dataset.column_names:
+            dataset = dataset.map(_context_mask, desc=f"context mask ({split})")
+        extra = [c for c in dataset.column_names if c.startswith("teacher_") or c == CONTEXT_MASK]
+        columns = [c for c in encoding.MODEL_COLUMNS if c in dataset.column_names] + extra
+        return DataLoader(
+            dataset.with_format("torch", columns=columns),
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=TeacherBatchCollator(ModelBatchCollator(self.tokenizer, task=self.task_name), extra),
+            persistent_workers=self.num_workers > 0,
+        )
+
+
+def _context_mask(row: dict) -> dict:
+    mask = [int(offset is not None and offset[0] >= 0) for offset in row["offset_mapping"]]
+    mask[0] = 1  # CLS: the no-answer position
+    return {CONTEXT_MASK: mask}
+
+
+class TeacherBatchCollator:
+    """The model batch (``base``) plus the teacher columns: fixed-size rows are stacked, per-token
+    rows (QA logits, ``context_mask``) right-padded to the batch's sequence length (logits with
+    ``-inf``, masks with 0)."""
+
+    def __init__(self, base, columns: list[str]) -> None:
+        self.base = base
+        self.columns = list(columns)
+
+    def __call__(self, rows: list[dict]) -> dict:
+        batch = self.base(rows)
+        length = batch["input_ids"].shape[1]
+        for name in self.columns:
+            values = [torch.as_tensor(row[name]) for row in rows]
+            if _per_token(name):
+                fill = 0 if name == CONTEXT_MASK else float("-inf")
+                padded = values[0].new_full((len(values), length), fill)
+                for i, value in enumerate(values):
+                    padded[i, : len(value)] = value
+                batch[name] = padded.bool() if name == CONTEXT_MASK else padded
+            else:
+                batch[name] = torch.stack(values)
+        return batch
+
+
+def _per_token(name: str) -> bool:
+    return name == CONTEXT_MASK or (name.startswith("teacher_") and "topk" not in name and name != "teacher_logits")

@@ -1,0 +1,196 @@
+"""The frozen teacher: a transformers model folder or a checkpoint of ours, never trained.
+
+Why a wrapper: whatever it was loaded from, the teacher answers one question, "the outputs for
+this batch and task" (:class:`~instructrec.distill.outputs.ModelOutputs`), in eval mode, without
+gradients, optionally in lower precision; and it has an identity (a content hash) that keys the
+teacher-logits cache.
+
+Sources:
+
+* a folder in ``save_pretrained`` format holding ``AutoModelForSequenceClassification``
+  (classification) or ``AutoModelForQuestionAnswering`` (qa): one task. Its ``id2label`` names are
+  matched to the task's labels (columns reordered) when they are the same set; otherwise columns
+  are taken in order (the counts must agree).
+* a Lightning checkpoint (``.ckpt``) of ours. Protocol: ``hyper_parameters`` hold the module's
+  ``__init__`` arguments (``save_hyperparameters``) and, when written through ``instructrec fit``
+  (LightningCLI subclass mode), its class in ``_class_path``; without one the class is
+  :class:`instructrec.models.MultiTaskModule`. The module is rebuilt with ``pretrained=False``
+  (the checkpoint has the weights), its ``state_dict`` loaded with ``weights_only=True``, and it
+  must have ``encoder`` (a transformers encoder) and ``heads[task](states, attention_mask)``,
+  as ``MultiTaskModule`` has. Its ``tasks`` hyper-parameter names the tasks it can teach.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from instructrec.data.cache import file_digest
+from instructrec.data.paths import resolve_path
+from instructrec.distill.outputs import ModelOutputs, encoder_inputs
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DEFAULT_CHECKPOINT_CLASS = "instructrec.models.MultiTaskModule"
+
+
+class FrozenTeacher(nn.Module):
+    """A teacher model that stays in eval mode with ``requires_grad=False`` and runs under
+    ``torch.no_grad()``.
+
+    Attributes:
+        model: the wrapped module (a transformers task model, or our LightningModule).
+        kind: ``"transformers"`` or ``"checkpoint"``.
+        tasks: ``{name: {"type", "labels"}}`` it can teach.
+        identity: a content hash of the source (folder files or checkpoint bytes) plus the dtype.
+        encoder: its transformers encoder (for initialising a student from its layers).
+    """
+
+    def __init__(self, model: nn.Module, kind: str, tasks: dict, identity: str, label_order=None, dtype=None) -> None:
+        super().__init__()
+        self.model = model
+        self.kind = kind
+        self.tasks = {name: dict(spec) for name, spec in tasks.items()}
+        self.identity = identity
+        self.label_order = label_order  # transformers classification: teacher column per task label
+        if dtype is not None:
+            self.model.to(DTYPES[dtype])
+        self.dtype_name = dtype or "float32"
+        for parameter in self.model.parameters():
+            parameter.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> "FrozenTeacher":
+        """Always eval: Lightning's ``model.train()`` must not turn the teacher's dropout on."""
+        return super().train(False)
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.model.base_model if self.kind == "transformers" else self.model.encoder
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    @torch.no_grad()
+    def forward(self, batch: dict, task: str, hidden_states: bool = False, attentions: bool = False) -> ModelOutputs:
+        """The teacher's outputs for ``batch`` (see :mod:`.outputs` for shapes)."""
+        if task not in self.tasks:
+            raise KeyError(f"the teacher has no task {task!r}; it teaches {sorted(self.tasks)}")
+        inputs = encoder_inputs(batch)
+        flags = {"output_hidden_states": hidden_states, "output_attentions": attentions}
+        if self.kind == "transformers":
+            out = self.model(**inputs, **flags)
+            if self.tasks[task]["type"] == "qa":
+                logits = tuple(_mask_padding(x, inputs.get("attention_mask")) for x in (out.start_logits, out.end_logits))
+            else:
+                logits = out.logits if self.label_order is None else out.logits[:, self.label_order]
+        else:
+            out = self.model.encoder(**inputs, **flags)
+            logits = self.model.heads[task](out.last_hidden_state, inputs.get("attention_mask"))
+        return ModelOutputs(
+            logits, out.hidden_states if hidden_states else None, out.attentions if attentions else None
+        )
+
+
+def load_teacher(
+    source: str,
+    tasks: dict | None = None,
+    dtype: str | None = None,
+    attentions: bool = False,
+) -> FrozenTeacher:
+    """A :class:`FrozenTeacher` from a transformers folder or one of our checkpoints.
+
+    Args:
+        source: a folder with ``config.json``, or a ``.ckpt`` file.
+        tasks: the tasks to teach (``{name: {"type", "labels"}}``); default: the teacher's own.
+        dtype: ``float32`` (default), ``bfloat16`` or ``float16`` for the teacher's weights.
+        attentions: load eager attention, which can return attention probabilities (needed by
+            attention transfer; SDPA cannot).
+    """
+    if dtype is not None and dtype not in DTYPES:
+        raise ValueError(f"teacher dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    path = resolve_path(source)
+    if path.is_dir():
+        return _from_folder(path, tasks, dtype, attentions)
+    if path.is_file():
+        return _from_checkpoint(path, tasks, dtype, attentions)
+    raise FileNotFoundError(f"teacher {path} is neither a model folder nor a checkpoint file")
+
+
+def source_identity(path: Path) -> str:
+    """A content hash of a folder's files (names and bytes) or of one file's bytes."""
+    if path.is_file():
+        return f"file:{file_digest(path)[:24]}"
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        digest.update(str(file.relative_to(path)).encode() + b"\0" + file_digest(file).encode())
+    return f"folder:{digest.hexdigest()[:24]}"
+
+
+def _from_folder(path: Path, tasks: dict | None, dtype: str | None, attentions: bool) -> FrozenTeacher:
+    from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoModelForSequenceClassification
+
+    config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+    architectures = " ".join(config.architectures or [])
+    kind = "qa" if "QuestionAnswering" in architectures else "classification"
+    loader = AutoModelForQuestionAnswering if kind == "qa" else AutoModelForSequenceClassification
+    options = {"attn_implementation": "eager"} if attentions else {}
+    model = loader.from_pretrained(path, trust_remote_code=False, **options)
+    own_labels = [config.id2label[i] for i in range(config.num_labels)] if kind == "classification" else None
+    if tasks is None:
+        tasks = {kind: {"type": kind, **({"labels": own_labels} if own_labels else {})}}
+    if len(tasks) != 1:
+        raise ValueError(f"a transformers teacher folder teaches one task; got tasks {sorted(tasks)}")
+    (name, spec), = tasks.items()
+    if spec["type"] != kind:
+        raise ValueError(f"teacher folder {path} is a {kind} model; task {name!r} is {spec['type']}")
+    order = _label_order(own_labels, spec.get("labels")) if kind == "classification" else None
+    identity = f"{source_identity(path)}:{dtype or 'float32'}"
+    return FrozenTeacher(model, "transformers", tasks, identity, order, dtype)
+
+
+def _label_order(teacher_labels: list[str], labels: list[str] | None) -> list[int] | None:
+    """Teacher column for each task label, or None when the columns are already in order."""
+    if labels is None or list(labels) == list(teacher_labels):
+        return None
+    if len(labels) != len(teacher_labels):
+        raise ValueError(f"the teacher has {len(teacher_labels)} labels {teacher_labels}; the task has {labels}")
+    if set(labels) == set(teacher_labels):
+        return [teacher_labels.index(label) for label in labels]
+    return None  # generic names (LABEL_0...): the same order is assumed
+
+
+def _from_checkpoint(path: Path, tasks: dict | None, dtype: str | None, attentions: bool) -> FrozenTeacher:
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    hparams = dict(saved.get("hyper_parameters") or {})
+    class_path = hparams.get("_class_path") or DEFAULT_CHECKPOINT_CLASS
+    module_name, _, class_name = class_path.rpartition(".")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    accepted = inspect.signature(cls.__init__).parameters
+    arguments = {k: v for k, v in hparams.items() if not k.startswith("_") and k in accepted}
+    if "pretrained" in accepted:
+        arguments["pretrained"] = False
+    model = cls(**arguments)
+    model.load_state_dict(saved["state_dict"])
+    if not (hasattr(model, "encoder") and hasattr(model, "heads")):
+        raise TypeError(f"{class_path} has no `encoder` and `heads`; see instructrec.distill.teacher for the protocol")
+    if attentions:
+        model.encoder.set_attn_implementation("eager")
+    own = dict(getattr(model, "tasks", None) or hparams.get("tasks") or {})
+    tasks = own if tasks is None else tasks
+    missing = [name for name in tasks if name not in model.heads]
+    if missing:
+        raise ValueError(f"the teacher checkpoint {path} has no heads for tasks {missing}; it has {sorted(model.heads)}")
+    identity = f"{source_identity(path)}:{dtype or 'float32'}"
+    return FrozenTeacher(model, "checkpoint", tasks, identity, None, dtype)
+
+
+def _mask_padding(logits: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    logits = logits.float()
+    if attention_mask is None:
+        return logits
+    return logits.masked_fill(attention_mask == 0, torch.finfo(logits.dtype).min)
