@@ -177,7 +177,7 @@ def _tiny_tokenizer():
     return wordpiece_tokenizer(_tiny_vocab())
 
 
-def wordpiece_tokenizer(tokens) -> "PreTrainedTokenizerFast":
+def wordpiece_tokenizer(tokens):
     """A BERT-style fast tokenizer over ``tokens`` (lower-casing, punctuation and CJK characters
     split, WordPiece), built locally: for test models and tests. The first five tokens must be
     ``[PAD] [UNK] [CLS] [SEP] [MASK]``."""
