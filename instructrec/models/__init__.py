@@ -1,5 +1,6 @@
 """The model families: plain LightningModules that take batches."""
 
 from instructrec.models.multitask import MultiTaskModule
+from instructrec.models.qa_reasoning import QAReasoningModule
 
-__all__ = ["MultiTaskModule"]
+__all__ = ["MultiTaskModule", "QAReasoningModule"]
