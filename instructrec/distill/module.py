@@ -349,12 +349,7 @@ class DistillationModule(L.LightningModule):
     # -- optimisation and checkpoints --------------------------------------------------------------
 
     def configure_optimizers(self):
-        return adamw_with_warmup(
-            self,
-            learning_rate=self.hparams.learning_rate,
-            weight_decay=self.hparams.weight_decay,
-            warmup_ratio=self.hparams.warmup_ratio,
-        )
+        return adamw_with_warmup(self)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Leave the frozen teacher out: it is reloaded from its own source."""

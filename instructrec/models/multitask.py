@@ -189,12 +189,7 @@ class MultiTaskModule(L.LightningModule):
         return [{"task": name, **row} for row in rows]
 
     def configure_optimizers(self):
-        return adamw_with_warmup(
-            self,
-            learning_rate=self.hparams.learning_rate,
-            weight_decay=self.hparams.weight_decay,
-            warmup_ratio=self.hparams.warmup_ratio,
-        )
+        return adamw_with_warmup(self)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -10,8 +10,15 @@ from transformers import get_linear_schedule_with_warmup
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight", "log_vars")
 
 
-def adamw_with_warmup(module: L.LightningModule, *, learning_rate: float, weight_decay: float, warmup_ratio: float):
-    """The ``configure_optimizers`` return value, with the schedule stepped every batch."""
+def adamw_with_warmup(module: L.LightningModule):
+    """The ``configure_optimizers`` return value, with the schedule stepped every batch.
+
+    Reads ``learning_rate``, ``weight_decay`` and ``warmup_ratio`` from the module's hyperparameters,
+    which every model family takes under those names.
+    """
+    learning_rate = module.hparams.learning_rate
+    weight_decay = module.hparams.weight_decay
+    warmup_ratio = module.hparams.warmup_ratio
     named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
     groups = [
         {"params": [p for n, p in named if not n.endswith(NO_DECAY)], "weight_decay": weight_decay},

@@ -150,9 +150,4 @@ class QAReasoningModule(L.LightningModule):
         return ids, predictions, references
 
     def configure_optimizers(self):
-        return adamw_with_warmup(
-            self,
-            learning_rate=self.hparams.learning_rate,
-            weight_decay=self.hparams.weight_decay,
-            warmup_ratio=self.hparams.warmup_ratio,
-        )
+        return adamw_with_warmup(self)
