@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
 
 HEADS_FORMAT = "instructrec-heads"
 HEADS_VERSION = 1
@@ -40,13 +39,13 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path) -> Path:
     from safetensors.torch import save_file
 
     from instructrec import backbones
+    from instructrec.models.checkpoints import load_module
     from instructrec.models.multitask import MultiTaskModule
 
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    hparams = dict(saved["hyper_parameters"])
-    hparams["pretrained"] = False  # the checkpoint has the weights
-    model = MultiTaskModule(**hparams)
-    model.load_state_dict(saved["state_dict"])
+    model = load_module(checkpoint)
+    if not isinstance(model, MultiTaskModule):
+        raise TypeError(f"{checkpoint} holds a {type(model).__name__}; export writes MultiTaskModule checkpoints")
+    hparams = model.hparams
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.encoder.save_pretrained(out)

@@ -23,8 +23,6 @@ Sources:
 from __future__ import annotations
 
 import hashlib
-import importlib
-import inspect
 from pathlib import Path
 
 import torch
@@ -33,9 +31,9 @@ from torch import nn
 from instructrec.data.cache import file_digest
 from instructrec.data.paths import resolve_path
 from instructrec.distill.outputs import ModelOutputs, encoder_inputs
+from instructrec.models.checkpoints import load_module
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-DEFAULT_CHECKPOINT_CLASS = "instructrec.models.MultiTaskModule"
 
 
 class FrozenTeacher(nn.Module):
@@ -165,22 +163,12 @@ def _label_order(teacher_labels: list[str], labels: list[str] | None) -> list[in
 
 
 def _from_checkpoint(path: Path, tasks: dict | None, dtype: str | None, attentions: bool) -> FrozenTeacher:
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    hparams = dict(saved.get("hyper_parameters") or {})
-    class_path = hparams.get("_class_path") or DEFAULT_CHECKPOINT_CLASS
-    module_name, _, class_name = class_path.rpartition(".")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    accepted = inspect.signature(cls.__init__).parameters
-    arguments = {k: v for k, v in hparams.items() if not k.startswith("_") and k in accepted}
-    if "pretrained" in accepted:
-        arguments["pretrained"] = False
-    model = cls(**arguments)
-    model.load_state_dict(saved["state_dict"])
+    model = load_module(path)
     if not (hasattr(model, "encoder") and hasattr(model, "heads")):
-        raise TypeError(f"{class_path} has no `encoder` and `heads`; see instructrec.distill.teacher for the protocol")
+        raise TypeError(f"{type(model).__name__} has no `encoder` and `heads`; see instructrec.distill.teacher for the protocol")
     if attentions:
         model.encoder.set_attn_implementation("eager")
-    own = dict(getattr(model, "tasks", None) or hparams.get("tasks") or {})
+    own = dict(getattr(model, "tasks", None) or model.hparams.get("tasks") or {})
     tasks = own if tasks is None else tasks
     missing = [name for name in tasks if name not in model.heads]
     if missing:

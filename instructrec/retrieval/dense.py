@@ -117,7 +117,7 @@ class DenseRetriever(Retriever):
         key = hashlib.sha256("\n".join([self._model_id, f"mean|{self.max_length}", *texts]).encode()).hexdigest()[:24]
         path = Path(self._cache_dir) / f"embeddings-{key}.pt"
         if path.is_file():
-            return torch.load(path)
+            return torch.load(path, weights_only=True)
         embeddings = self.encode(texts, description)
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(embeddings, path.with_suffix(".tmp"))
