@@ -176,11 +176,11 @@ class InstructionDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         for split in self._splits():
-            self._encoded(split)
+            self.encoded(split)
 
     def setup(self, stage: str | None = None) -> None:
         for split in self._splits():
-            self.datasets[split], self.meta[split] = self._encoded(split)
+            self.datasets[split], self.meta[split] = self.encoded(split)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
@@ -277,7 +277,7 @@ class InstructionDataModule(L.LightningDataModule):
             )
         return collect(items, check=check, on_error=self.on_error, limit=limit)
 
-    def _encoded(self, split: str) -> tuple[Any, dict]:
+    def encoded(self, split: str) -> tuple[Any, dict]:
         """The split's encoded dataset and meta, from the cache or freshly built into it."""
         source = "train" if self._held_out(split) else split
         key = cache.cache_key(self._files(source), self._settings(split))
@@ -344,16 +344,22 @@ class InstructionDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
         if split not in self.datasets:
             raise RuntimeError(f"no {split} data: set `{split}` in the data module's config")
-        dataset = self.datasets[split]
-        columns = [c for c in encoding.MODEL_COLUMNS if c in dataset.column_names]
+        dataset, collate = self.loader_inputs(split)
         return DataLoader(
-            dataset.with_format("torch", columns=columns),
+            dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,
-            collate_fn=self._collate,
+            collate_fn=collate,
             persistent_workers=self.num_workers > 0,
         )
+
+    def loader_inputs(self, split: str):
+        """The torch-formatted dataset a split's loader reads (the model's columns only) and its
+        collate function; a subclass that feeds the model more columns overrides this."""
+        dataset = self.datasets[split]
+        columns = [c for c in encoding.MODEL_COLUMNS if c in dataset.column_names]
+        return dataset.with_format("torch", columns=columns), self._collate
 
     @cached_property
     def _collate(self) -> "ModelBatchCollator":

@@ -18,10 +18,9 @@ import logging
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 
 from instructrec.data import encoding
-from instructrec.data.datamodule import InstructionDataModule, ModelBatchCollator
+from instructrec.data.datamodule import InstructionDataModule
 from instructrec.distill import teacher_cache
 from instructrec.distill.teacher import load_teacher
 
@@ -83,7 +82,7 @@ class TeacherLogitsDataModule(InstructionDataModule):
         device = self.teacher_device or ("cuda" if torch.cuda.is_available() else "cpu")
         cached = {}
         for split in splits:
-            dataset, _ = self._encoded(split)
+            dataset, _ = self.encoded(split)
             cached[split], self.teacher_folders[split] = teacher_cache.cache_teacher_outputs(
                 teacher, dataset, self.name, self.cache_dir, split=split,
                 top_k=self.teacher_top_k, batch_size=self.teacher_batch_size, device=device,
@@ -91,31 +90,15 @@ class TeacherLogitsDataModule(InstructionDataModule):
         del teacher
         return cached
 
-    def train_dataloader(self) -> DataLoader:
-        return self._distill_loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._distill_loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._distill_loader("test")
-
-    def _distill_loader(self, split: str, shuffle: bool = False) -> DataLoader:
-        if split not in self.datasets:
-            raise RuntimeError(f"no {split} data: set `{split}` in the data module's config")
+    def loader_inputs(self, split: str):
+        """The parent's model columns plus the cached teacher outputs (and, for QA, the context
+        mask the span losses need)."""
         dataset = self.datasets[split]
         if "offset_mapping" in dataset.column_names and CONTEXT_MASK not in dataset.column_names:
             dataset = dataset.map(_context_mask, desc=f"context mask ({split})")
         extra = [c for c in dataset.column_names if c.startswith("teacher_") or c == CONTEXT_MASK]
         columns = [c for c in encoding.MODEL_COLUMNS if c in dataset.column_names] + extra
-        return DataLoader(
-            dataset.with_format("torch", columns=columns),
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            collate_fn=TeacherBatchCollator(ModelBatchCollator(self.tokenizer, task=self.task_name), extra),
-            persistent_workers=self.num_workers > 0,
-        )
+        return dataset.with_format("torch", columns=columns), TeacherBatchCollator(self._collate, extra)
 
 
 def _context_mask(row: dict) -> dict:
