@@ -20,7 +20,6 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from instructrec.data import encoding
 from instructrec.data.datamodule import InstructionDataModule
 from instructrec.data.sampling import TaskSchedule, batches_per_pass, shuffled_shard
 
@@ -119,10 +118,11 @@ class MultiTaskDataModule(L.LightningDataModule):
         missing = [name for name, source in self.sources.items() if "train" not in source.datasets]
         if missing:
             raise RuntimeError(f"no train data for {missing}: set `train` for every source, and call setup('fit')")
+        inputs = {name: source.loader_inputs("train") for name, source in self.sources.items()}
         return MultiTaskBatches(
-            {name: source.datasets["train"] for name, source in self.sources.items()},
+            {name: dataset for name, (dataset, _) in inputs.items()},
             {name: source.batch_size for name, source in self.sources.items()},
-            {name: source._collate for name, source in self.sources.items()},
+            {name: collate for name, (_, collate) in inputs.items()},
             self.schedule_options,
             rank=rank,
             world_size=world_size,
@@ -173,11 +173,9 @@ class MultiTaskBatches(IterableDataset):
     """
 
     def __init__(self, datasets: dict, batch_sizes: dict[str, int], collators: dict, schedule: dict, *, rank: int, world_size: int):
+        """``datasets`` and ``collators`` per task, as the sources' ``loader_inputs`` give them."""
         self.names = list(datasets)
-        self.datasets = {
-            name: dataset.with_format("torch", columns=[c for c in encoding.MODEL_COLUMNS if c in dataset.column_names])
-            for name, dataset in datasets.items()
-        }
+        self.datasets = datasets
         self.batch_sizes = batch_sizes
         self.collators = collators
         self.rank, self.world_size = rank, world_size
