@@ -34,7 +34,6 @@ cache matches the online loss within ``CACHE_LOSS_ATOL + CACHE_LOSS_RTOL * |loss
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from pathlib import Path
 
@@ -88,8 +87,8 @@ def cache_settings(teacher: FrozenTeacher, task: str, top_k: int | None) -> dict
 
 
 def teacher_cache_folder(cache_dir: str | Path, split: str, teacher_identity: str, data_id: str, settings: dict) -> Path:
-    payload = json.dumps({"teacher": teacher_identity, "data": data_id, "settings": settings}, sort_keys=True)
-    return Path(cache_dir) / f"teacher-{split}-{hashlib.sha256(payload.encode()).hexdigest()[:24]}"
+    key = data_cache.cache_key([], {"teacher": teacher_identity, "data": data_id, "settings": settings})
+    return Path(cache_dir) / f"teacher-{split}-{key}"
 
 
 def cache_teacher_outputs(
