@@ -40,3 +40,30 @@ class JsonlPredictionWriter(BasePredictionWriter):
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+
+
+class QAPredictionWriter(BasePredictionWriter):
+    """Writes extractive-QA ``predict`` results in the official SQuAD formats: ``predictions.json``
+    (id -> answer text), ``nbest_predictions.json`` and, for SQuAD 2.0, ``null_odds.json``.
+
+    Why at the epoch's end: one question's windows may fall in several batches, so answers are
+    decoded (by the module's ``decode``, with its tuned null threshold) once all logits are in.
+    Under DDP each rank writes its share to ``rank<N>/``.
+
+    Args:
+        output_dir: folder for the prediction files.
+    """
+
+    def __init__(self, output_dir: str = "predictions") -> None:
+        super().__init__(write_interval="epoch")
+        self.output_dir = Path(output_dir)
+
+    def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
+        from instructrec.qa.postprocess import write_prediction_files
+
+        batches = predictions[0] if predictions and isinstance(predictions[0], list) else predictions
+        ids, decoded, _ = pl_module.decode(batches)
+        folder = self.output_dir if trainer.world_size == 1 else self.output_dir / f"rank{trainer.global_rank}"
+        written = write_prediction_files(folder, ids, decoded, version_2=pl_module.hparams.version_2)
+        print(f"wrote {len(ids)} answers: {', '.join(str(p) for p in written.values())}")
+

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 # Bump when the encoding itself changes, so old entries stop matching.
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: QA features keep their context and reference answers
 META_FILE = "meta.json"
 
 

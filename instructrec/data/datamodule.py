@@ -21,7 +21,7 @@ from instructrec.data import cache, encoding
 from instructrec.data.files import TextRecord, read_instruction_file
 from instructrec.data.loading import LoadedSplit, OnError, collect, holdout_position, parsed, report, subsample
 from instructrec.data.paths import resolve_path
-from instructrec.data.sources import templated
+from instructrec.data.sources import reference_answers, templated
 from instructrec.instructions import InstructionError
 
 log = logging.getLogger(__name__)
@@ -212,7 +212,7 @@ class InstructionDataModule(L.LightningDataModule):
     def encode(self, split: str) -> tuple[Any, dict, LoadedSplit]:
         """Load and encode one split, bypassing the cache: ``(dataset, meta, loaded)``."""
         loaded = self.load_split(split)
-        dataset = self._encode_examples(loaded.examples, f"Encoding {split}")
+        dataset = self._encode_examples(loaded.examples, f"Encoding {split}", self._references(split))
         meta = {
             **self.reference,
             "parsed": len(loaded.examples),
@@ -238,18 +238,25 @@ class InstructionDataModule(L.LightningDataModule):
             return encoding.check_labels(self.label_names)
         return encoding.check_task(self.task)
 
-    def _encoder(self, examples: list):
+    def _encoder(self, examples: list, references: dict[str, list[str]] | None = None):
         """The examples' columns, and the batched function that encodes them."""
         if self.task == "classification":
             columns = encoding.classification_columns(examples, self.label_names)
             return columns, encoding.encode_classification(self.tokenizer, self.max_length)
-        columns = encoding.qa_columns(examples)
+        columns = encoding.qa_columns(examples, references)
         return columns, encoding.encode_qa(self.tokenizer, self.max_length, self.doc_stride)
 
-    def _encode_examples(self, examples: list, desc: str):
+    def _references(self, split: str) -> dict[str, list[str]] | None:
+        """All reference answers of a templated QA split's questions (the instructions hold one)."""
+        if self.task != "qa" or self.template is None:
+            return None
+        source = "train" if self._held_out(split) else split
+        return reference_answers(self._files(source), self.template, self.reader_args)
+
+    def _encode_examples(self, examples: list, desc: str, references: dict[str, list[str]] | None = None):
         from datasets import Dataset
 
-        columns, encode = self._encoder(examples)
+        columns, encode = self._encoder(examples, references)
         raw = Dataset.from_dict(columns)
         return raw.map(encode, batched=True, remove_columns=raw.column_names, desc=desc)
 
@@ -355,10 +362,15 @@ class InstructionDataModule(L.LightningDataModule):
         )
 
     def loader_inputs(self, split: str):
-        """The torch-formatted dataset a split's loader reads (the model's columns only) and its
-        collate function; a subclass that feeds the model more columns overrides this."""
+        """The torch-formatted dataset a split's loader reads and its collate function: the
+        model's columns, plus for QA evaluation and prediction the :data:`~instructrec.data.
+        encoding.TEXT_COLUMNS` that decode and score answers. A subclass that feeds the model more
+        columns overrides this."""
         dataset = self.datasets[split]
         columns = [c for c in encoding.MODEL_COLUMNS if c in dataset.column_names]
+        if split != "train" and all(c in dataset.column_names for c in encoding.TEXT_COLUMNS):
+            dataset = dataset.select_columns(columns + list(encoding.TEXT_COLUMNS))
+            return dataset.with_format("torch", columns=columns, output_all_columns=True), self._collate
         return dataset.with_format("torch", columns=columns), self._collate
 
     @cached_property
@@ -367,8 +379,9 @@ class InstructionDataModule(L.LightningDataModule):
 
 
 class ModelBatchCollator:
-    """Pads each batch to its longest sequence, keeping only the columns a model reads, and adds
-    the task's name as ``batch["task"]`` (a string) when given."""
+    """Pads each batch to its longest sequence, keeping the columns a model reads (tensors) and any
+    :data:`~instructrec.data.encoding.TEXT_COLUMNS` the rows carry (lists, one entry per row), and
+    adds the task's name as ``batch["task"]`` (a string) when given."""
 
     def __init__(self, tokenizer, task: str | None = None) -> None:
         from transformers import DataCollatorWithPadding
@@ -377,9 +390,12 @@ class ModelBatchCollator:
         self.task = task
 
     def __call__(self, rows: list[dict]) -> dict:
-        batch = self.pad([{k: v for k, v in row.items() if k in encoding.MODEL_COLUMNS} for row in rows])
+        batch = dict(self.pad([{k: v for k, v in row.items() if k in encoding.MODEL_COLUMNS} for row in rows]))
+        for name in encoding.TEXT_COLUMNS:
+            if rows and name in rows[0]:
+                batch[name] = [row[name] for row in rows]
         if self.task is not None:
-            batch = {**batch, "task": self.task}
+            batch["task"] = self.task
         return batch
 
 

@@ -66,13 +66,21 @@ def encode_classification(tokenizer, max_length: int) -> Callable[[dict], dict]:
     return encode
 
 
-def qa_columns(examples: list[Example]) -> dict[str, list]:
+def qa_columns(examples: list[Example], references: dict[str, list[str]] | None = None) -> dict[str, list]:
+    """The QA columns; ``answers`` are the reference answers that score a prediction: those of
+    ``references`` (e.g. every annotator's answer of a SQuAD question) where it has the example's
+    id, else the instruction's own answer (none for an unanswerable question)."""
     fields = [e.instruction.fields for e in examples]
+    references = references or {}
     return {
         "example_id": [e.id for e in examples],
         "question": [f["question"] for f in fields],
         "context": [f["context"] for f in fields],
         "answer": [f.get("answer") for f in fields],
+        "answers": [
+            list(references[e.id]) if e.id in references else [f["answer"]] if "answer" in f else []
+            for e, f in zip(examples, fields)
+        ],
     }
 
 
@@ -91,7 +99,9 @@ def encode_qa(tokenizer, max_length: int, doc_stride: int) -> Callable[[dict], d
             max_length=max_length,
             doc_stride=doc_stride,
         )
-        features["example_id"] = [batch["example_id"][i] for i in features["example_index"]]
+        # Per feature, what post-processing and scoring read (TEXT_COLUMNS).
+        for name in ("example_id", "context", "answers"):
+            features[name] = [batch[name][i] for i in features["example_index"]]
         return features
 
     return encode
@@ -99,3 +109,6 @@ def encode_qa(tokenizer, max_length: int, doc_stride: int) -> Callable[[dict], d
 
 # The columns a model reads; the rest (ids, offsets) stay in the data set for post-processing.
 MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "labels", "start_positions", "end_positions")
+# What turns a QA feature's logits into an answer text and scores it: evaluation and prediction
+# batches carry these as lists (one entry per feature) beside the model's tensors.
+TEXT_COLUMNS = ("offset_mapping", "example_id", "context", "answers")

@@ -36,3 +36,21 @@ def templated(
             located = TextRecord(text, str(record["source"]), int(record["record"]), str(record["id"]))
             yield located, (lambda record=record, index=index: template.apply(record, seed=seed, index=index))
             index += 1
+
+
+def reference_answers(files: list[Path], template_name: str, reader_args: dict[str, Any]) -> dict[str, list[str]]:
+    """``{record id: every reference answer's text}`` for raw records that list ``answers``.
+
+    Why: a template's instruction holds one answer (the first), but SQuAD-style files give each
+    question several annotators' answers, and EM/F1 score a prediction against all of them.
+    """
+    reader = reader_for(template_name)
+    if reader is read_parallel:
+        return {}
+    return {
+        str(record["id"]): [answer["text"] for answer in record["answers"]]
+        for path in files
+        for record in reader(path, **reader_args)
+        if isinstance(record.get("answers"), list)
+    }
+

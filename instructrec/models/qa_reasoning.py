@@ -2,17 +2,19 @@
 
 Features: doc-stride windows of long contexts (built by :func:`instructrec.data.qa_features.
 prepare_qa_features`); the loss is the mean cross-entropy of the start and end positions (CLS for
-"not in this window"); validation decodes answer *texts* with the vectorised n-best post-processing
+"not in this window"); validation and test decode answer *texts* with the vectorised n-best post-processing
 (:mod:`instructrec.qa.postprocess`) and scores them with the official-equivalent SQuAD metrics
 (:mod:`instructrec.qa.squad_metrics`), so ``val/f1`` is the number ``instructrec evaluate-squad``
 prints for the same predictions. SQuAD 2.0: the null-odds threshold that maximises validation F1 is
-kept in the checkpoint (buffer ``null_threshold``) and used by :meth:`decode`.
+kept in the checkpoint (buffer ``null_threshold``) and used by :meth:`decode` (test, predict).
+``instructrec predict`` with :class:`~instructrec.callbacks.QAPredictionWriter` writes the official
+prediction files.
 
 Batch contract (``B`` features, ``S`` tokens): ``input_ids``, ``attention_mask``, optional
 ``token_type_ids`` ``(B, S)``; for training ``start_positions``, ``end_positions`` ``(B,)``; for
-text-level validation also, per feature, ``offset_mapping`` (list of ``S_f`` pairs, NO_OFFSET for
+text-level evaluation and prediction also, per feature (the data module's ``TEXT_COLUMNS``), ``offset_mapping`` (list of ``S_f`` pairs, NO_OFFSET for
 non-context tokens), ``example_id`` (str), ``context`` (str) and ``answers`` (list of reference
-texts, empty for no answer). Without those four, validation logs the loss only.
+texts, empty for no answer). Without those four, evaluation logs the loss only.
 """
 
 from __future__ import annotations
@@ -23,13 +25,13 @@ import lightning as L
 import torch
 
 from instructrec import backbones
+from instructrec.data.encoding import TEXT_COLUMNS
 from instructrec.models.heads import SpanHead
 from instructrec.models.optim import adamw_with_warmup
 from instructrec.qa.postprocess import QAPrediction, postprocess_qa_predictions
 from instructrec.qa.squad_metrics import best_thresholds, evaluate_v1, evaluate_v2
 
 ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-TEXT_KEYS = ("offset_mapping", "example_id", "context", "answers")
 
 
 class QAReasoningModule(L.LightningModule):
@@ -37,6 +39,8 @@ class QAReasoningModule(L.LightningModule):
 
     Args:
         backbone: encoder name (``auto``, ``minilm-l6``, ``tiny-bert``, a local folder).
+        tasks: the data's task description (linked by the CLI): one task, of type ``qa``; its name
+            is only checked, metrics are ``val/exact_match``, ``val/f1`` whatever it is.
         pretrained: load the backbone's weights (False: random, same architecture).
         version_2: SQuAD 2.0 (questions may have no answer; null threshold tuned on validation).
         n_best: answer candidates kept per question.
@@ -48,6 +52,7 @@ class QAReasoningModule(L.LightningModule):
     def __init__(
         self,
         backbone: str = "tiny-bert",
+        tasks: dict[str, dict[str, Any]] | None = None,
         pretrained: bool = True,
         version_2: bool = False,
         n_best: int = 20,
@@ -58,12 +63,14 @@ class QAReasoningModule(L.LightningModule):
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
+        if tasks is not None and [spec.get("type") for spec in tasks.values()] != ["qa"]:
+            raise ValueError(f"QAReasoningModule reads one extractive QA task; the data has tasks {tasks}")
         self.save_hyperparameters()
         self.hparams.backbone = backbones.canonical(backbone)  # what `auto` meant, for the checkpoint
         self.encoder = backbones.load_encoder(backbone, pretrained=pretrained)
         self.head = SpanHead(self.encoder.config.hidden_size, dropout)
         self.register_buffer("null_threshold", torch.tensor(0.0))  # tuned on validation (v2)
-        self._collected: list[dict[str, Any]] = []
+        self._collected: dict[str, list[dict[str, Any]]] = {"val": [], "test": []}
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Start and end logits ``(B, S)`` each, float32; padding gets the most negative float."""
@@ -80,45 +87,66 @@ class QAReasoningModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["input_ids"]))
         return loss
 
+    # -- evaluation: logits of every feature, decoded and scored at the epoch's end ------------------
+
     def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluation_step("val", batch)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluation_step("test", batch)
+
+    def _evaluation_step(self, stage: str, batch: dict) -> None:
         start, end = self._outputs(batch)
         if "start_positions" in batch:
             loss = self.head.loss((start, end), batch)
-            self.log("val/loss", loss, batch_size=len(batch["input_ids"]), sync_dist=True)
-        if all(key in batch for key in TEXT_KEYS):
-            self._collected.append(
-                {"start": start.detach().cpu(), "end": end.detach().cpu(), **{k: list(batch[k]) for k in TEXT_KEYS}}
-            )
+            self.log(f"{stage}/loss", loss, batch_size=len(batch["input_ids"]), sync_dist=True)
+        if all(key in batch for key in TEXT_COLUMNS):
+            self._collected[stage].append(_collect(start, end, batch))
 
     def on_validation_epoch_end(self) -> None:
-        if not self._collected:
+        self._score("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._score("test")
+
+    def _score(self, stage: str) -> None:
+        """Log ``<stage>/exact_match`` and ``<stage>/f1`` (SQuAD 2.0: validation also tunes and
+        logs the null threshold, which test then uses)."""
+        collected, self._collected[stage] = self._collected[stage], []
+        if not collected:
             return
-        collected, self._collected = self._collected, []
-        # v2: decode the best non-null span everywhere; the threshold is chosen below.
-        threshold = float("inf") if self.hparams.version_2 else 0.0
-        ids, predictions, references = self.decode(collected, null_threshold=threshold)
+        tune = self.hparams.version_2 and stage == "val"
+        # Tuning: decode the best non-null span everywhere; the threshold is chosen below.
+        ids, predictions, references = self.decode(collected, null_threshold=float("inf") if tune else None)
         questions = [(qid, references[qid]) for qid in ids]
         texts = {qid: p.text for qid, p in zip(ids, predictions)}
         if not self.hparams.version_2:
             scores = evaluate_v1(questions, texts)
-            self.log("val/exact_match", scores["exact_match"], prog_bar=True)
-            self.log("val/f1", scores["f1"], prog_bar=True)
-            return
-        # v2: texts are the best non-null spans (threshold inf); the official threshold search
-        # over the null odds says where answering "" scores best, and that threshold is kept.
-        odds = {qid: p.null_odds if p.null_score is not None else float("-inf") for qid, p in zip(ids, predictions)}
-        best = best_thresholds(questions, texts, odds)
-        self.null_threshold.fill_(best["best_f1_thresh"])
-        answered = {qid: "" if odds[qid] > best["best_f1_thresh"] else texts[qid] for qid in ids}
-        scores = evaluate_v2(questions, answered)
-        self.log("val/exact_match", scores["exact"], prog_bar=True)
-        self.log("val/f1", scores["f1"], prog_bar=True)
-        self.log("val/null_threshold", float(best["best_f1_thresh"]))
+        else:
+            if tune:
+                # The official threshold search over the null odds says where answering "" scores
+                # best; that threshold is kept (a buffer: it is saved with the checkpoint).
+                odds = {qid: p.null_odds if p.null_score is not None else float("-inf") for qid, p in zip(ids, predictions)}
+                best = best_thresholds(questions, texts, odds)
+                self.null_threshold.fill_(best["best_f1_thresh"])
+                texts = {qid: "" if odds[qid] > best["best_f1_thresh"] else texts[qid] for qid in ids}
+                self.log(f"{stage}/null_threshold", float(best["best_f1_thresh"]))
+            official = evaluate_v2(questions, texts)
+            scores = {"exact_match": official["exact"], "f1": official["f1"]}
+        for name, value in scores.items():
+            self.log(f"{stage}/{name}", float(value), prog_bar=True)
+
+    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        """The batch's logits and text columns; :class:`~instructrec.callbacks.QAPredictionWriter`
+        decodes them (an answer may span features of several batches) with :meth:`decode`."""
+        start, end = self._outputs(batch)
+        return _collect(start, end, batch)
 
     def decode(
         self, collected: list[dict[str, Any]], *, null_threshold: float | None = None
     ) -> tuple[list[str], list[QAPrediction], dict[str, list[str]]]:
-        """Answer texts from collected batches (``start``, ``end`` logits and the :data:`TEXT_KEYS`).
+        """Answer texts from collected batches (``start``, ``end`` logits and the
+        :data:`~instructrec.data.encoding.TEXT_COLUMNS`); ``null_threshold`` None: the tuned one.
 
         Returns the question ids in first-seen order, one prediction each, and the references.
         """
@@ -151,3 +179,7 @@ class QAReasoningModule(L.LightningModule):
 
     def configure_optimizers(self):
         return adamw_with_warmup(self)
+
+
+def _collect(start: torch.Tensor, end: torch.Tensor, batch: dict) -> dict[str, Any]:
+    return {"start": start.detach().float().cpu(), "end": end.detach().float().cpu(), **{k: list(batch[k]) for k in TEXT_COLUMNS}}

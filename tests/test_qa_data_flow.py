@@ -1,0 +1,105 @@
+"""SQuAD-style data -> InstructionDataModule -> QAReasoningModule: evaluation batches carry what
+decodes and scores answers, EM/F1 use every reference answer, and `predict` writes the official
+files, whose scores `evaluate-squad` reproduces."""
+
+from __future__ import annotations
+
+import json
+
+import lightning as L
+import pytest
+import torch
+
+from instructrec.callbacks import QAPredictionWriter
+from instructrec.data import InstructionDataModule
+from instructrec.data.encoding import TEXT_COLUMNS
+from instructrec.models.qa_reasoning import QAReasoningModule
+from instructrec.qa.squad_metrics import evaluate_v1
+
+CONTEXT = "The letter was written by Alice in Paris in 1901. On a clear day the sky is blue."
+QUESTIONS = [
+    # (id, question, answers): q1 has two annotators' answers; the template keeps only the first.
+    ("q1", "Who wrote the letter?", [("Alice", 26), ("Alice in Paris", 26)]),
+    ("q2", "Where was the letter written?", [("Paris", 35)]),
+    ("q3", "When was the letter written?", [("1901", 44)]),
+    ("q4", "What colour is the sky?", [("blue", 76)]),
+]
+
+
+def write_squad(path, questions=QUESTIONS):
+    qas = [{"id": i, "question": q, "answers": [{"text": t, "answer_start": s} for t, s in a]} for i, q, a in questions]
+    path.write_text(json.dumps({"version": "1.1", "data": [{"title": "T", "paragraphs": [{"context": CONTEXT, "qas": qas}]}]}))
+    return path
+
+
+@pytest.fixture
+def squad_file(tmp_path):
+    return write_squad(tmp_path / "squad.json")
+
+
+def qa_data(tmp_path, squad_file, **kwargs) -> InstructionDataModule:
+    options = dict(train=str(squad_file), val=str(squad_file), test=str(squad_file), template="squad",
+                   tokenizer="tiny-bert", max_length=56, doc_stride=8, batch_size=3, cache_dir=str(tmp_path / "cache"))
+    return InstructionDataModule(**{**options, **kwargs})
+
+
+def test_evaluation_batches_carry_text_columns_and_all_references(tmp_path, squad_file):
+    for answers in (dict(q[2]) for q in QUESTIONS):
+        for text, start in answers.items():
+            assert CONTEXT[start : start + len(text)] == text
+    data = qa_data(tmp_path, squad_file)
+    data.setup("fit")
+    train = next(iter(data.train_dataloader()))
+    assert not set(TEXT_COLUMNS) & set(train), "training batches hold tensors only"
+    rows = [b for b in data.val_dataloader()]
+    batch = rows[0]
+    assert set(TEXT_COLUMNS) <= set(batch)
+    features = sum(len(b["input_ids"]) for b in rows)
+    assert features > len(QUESTIONS), "max_length 56 windows the context"
+    references = {qid: answers for b in rows for qid, answers in zip(b["example_id"], b["answers"])}
+    assert references == {"q1": ["Alice", "Alice in Paris"], "q2": ["Paris"], "q3": ["1901"], "q4": ["blue"]}
+    assert all(context == CONTEXT for b in rows for context in b["context"])
+    # offsets are the features' own: one pair per token of the padded row's real length
+    for b in rows:
+        for offsets, mask in zip(b["offset_mapping"], b["attention_mask"]):
+            assert len(offsets) == int(mask.sum())
+
+
+def test_instruction_files_score_against_their_one_answer(tmp_path):
+    path = tmp_path / "qa.jsonl"
+    path.write_text(json.dumps({"id": "a", "text": f"Question: Who wrote the letter?\nContext: {CONTEXT}\nAnswer: Alice"}) + "\n")
+    data = InstructionDataModule(val=str(path), tokenizer="tiny-bert", max_length=128, cache_dir=str(tmp_path / "cache"))
+    data.setup("validate")
+    batch = next(iter(data.val_dataloader()))
+    assert batch["answers"] == [["Alice"]] and batch["example_id"] == ["a"]
+
+
+def test_fit_test_predict_and_evaluate_squad_agree(tmp_path, squad_file, capsys):
+    torch.manual_seed(0)
+    data = qa_data(tmp_path, squad_file, predict=str(squad_file))
+    model = QAReasoningModule("tiny-bert", tasks=data.tasks, learning_rate=3e-3, warmup_ratio=0.0, dropout=0.0)
+    writer = QAPredictionWriter(str(tmp_path / "predictions"))
+    trainer = L.Trainer(
+        max_epochs=30, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, accelerator="cpu", default_root_dir=tmp_path, callbacks=[writer],
+        check_val_every_n_epoch=30,
+    )
+    trainer.fit(model, datamodule=data)
+    val = trainer.validate(model, datamodule=data, verbose=False)[0]
+    test = trainer.test(model, datamodule=data, verbose=False)[0]
+    assert test["test/f1"] == pytest.approx(val["val/f1"]) and test["test/exact_match"] == pytest.approx(val["val/exact_match"])
+    assert val["val/f1"] >= 75.0, "four questions over one context are memorised"
+
+    trainer.predict(model, datamodule=data, return_predictions=False)
+    written = json.loads((tmp_path / "predictions" / "predictions.json").read_text())
+    nbest = json.loads((tmp_path / "predictions" / "nbest_predictions.json").read_text())
+    assert set(written) == set(nbest) == {"q1", "q2", "q3", "q4"}
+    assert all(nbest[q][0]["text"] == written[q] and len(nbest[q]) <= 20 for q in written)
+    # The predictions file scores as validation did, against every reference answer.
+    official = evaluate_v1([(i, [t for t, _ in a]) for i, _, a in QUESTIONS], written)
+    assert official["f1"] == pytest.approx(val["val/f1"]) and official["exact_match"] == pytest.approx(val["val/exact_match"])
+
+
+def test_a_classification_task_is_refused():
+    with pytest.raises(ValueError, match="one extractive QA task"):
+        QAReasoningModule("tiny-bert", tasks={"sst2": {"type": "classification", "labels": ["a", "b"]}})
