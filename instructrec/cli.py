@@ -2,7 +2,9 @@
 
 Model and data are chosen by ``class_path`` in the config (LightningCLI subclass mode). The CLI
 links the model's backbone to the data module's tokenizer, and the data's tasks (names, types,
-label sets) into the model. ``instructrec export CKPT DIR`` is dispatched here, outside LightningCLI. Every run saves its full config beside its logs and sends it to the logger (W&B, offline
+label sets) into the model. The commands of ``COMMANDS`` (``export``, ``evaluate-squad``,
+``cache-teacher``, ``ask``) are dispatched here, outside LightningCLI. Every run saves its full
+config beside its logs and sends it to the logger (W&B, offline
 unless ``WANDB_MODE`` says otherwise).
 
 Nothing in the package imports this module.
@@ -110,6 +112,12 @@ def _evaluate_squad(argv: list[str]) -> int:
     return evaluate_squad_main(argv)
 
 
+def _ask(argv: list[str]) -> int:
+    from instructrec.qa.ask import ask_main
+
+    return ask_main(argv)
+
+
 def _cache_teacher(argv: list[str]) -> int:
     from instructrec.distill.commands import cache_teacher_main
 
@@ -121,6 +129,7 @@ COMMANDS = {
     "export": (export_main, "a checkpoint -> transformers encoder folder + heads"),
     "evaluate-squad": (_evaluate_squad, "score SQuAD predictions as the official v1.1/v2.0 scripts do"),
     "cache-teacher": (_cache_teacher, "run a distillation teacher once and cache its logits"),
+    "ask": (_ask, "answer questions from a knowledge base with a QA checkpoint, with the trace of passages"),
 }
 
 
