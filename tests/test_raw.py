@@ -188,8 +188,36 @@ def test_read_parallel_errors(tmp_path):
         raw.read_parallel(en, de)
 
 
+# -- bAbI ------------------------------------------------------------------------------------------
+
+BABI = "1 Mary moved to the garden.\n2 Mary got the milk there.\n3 John went to the garden.\n4 Mary went to the hall.\n5 Where is the milk? \thall\t2 4\n1 Sandra went to the office.\n2 Where is Sandra? \toffice\t1\n"
+
+
+def test_read_babi_qa_context_is_the_story_so_far(tmp_path):
+    records = raw.read_babi_qa(write(tmp_path / "qa2_train.txt", BABI))
+    assert [(r["id"], r["record"], r["story"], r["supporting"]) for r in records] == [
+        ("qa2_train.txt:s0:5", 1, 0, [2, 4]),
+        ("qa2_train.txt:s1:2", 2, 1, [1]),
+    ]
+    first = records[0]
+    assert first["context"] == "Mary moved to the garden. Mary got the milk there. John went to the garden. Mary went to the hall."
+    assert first["question"] == "Where is the milk?"
+    (answer,) = first["answers"]
+    assert first["context"][answer["answer_start"] :].startswith("hall.") and answer["text"] == "hall"
+    assert records[1]["context"] == "Sandra went to the office."
+    instruction = templates.get_template("babi").apply(first, seed=0, index=0)
+    assert (instruction.task, instruction.answer, instruction.fields["context"]) == ("qa", "hall", first["context"])
+
+
+def test_read_babi_qa_errors_name_the_file(tmp_path):
+    path = write(tmp_path / "bad.txt", "1 Mary went home.\nthree Where?\thome\t1\n")
+    with pytest.raises(InstructionError, match=re.escape(str(path))):
+        raw.read_babi_qa(path)
+
+
 def test_reader_for_templates():
     assert raw.reader_for("sst2") is raw.read_sst2
+    assert raw.reader_for("babi") is raw.read_babi_qa
     assert raw.reader_for("promptsource/squad_v2/Trivia") is raw.read_squad
     with pytest.raises(InstructionError, match="no raw reader known"):
         raw.reader_for("promptsource/trec/trec1")
@@ -209,6 +237,7 @@ def test_reader_for_templates():
         ("sst2_glue/glue_dev.tsv", raw.read_sst2, 872),
         ("chnsenticorp_htl/ChnSentiCorp_htl_all.csv", raw.read_chnsenticorp, 7766),
         ("cmrc2018/cmrc2018_trial.json", raw.read_squad, 1002),
+        ("babi_en_1k/qa3_three-supporting-facts_test.txt", raw.read_babi_qa, 1000),
     ],
 )
 def test_real_row_counts(shared_data, relative, reader, count):

@@ -314,11 +314,53 @@ def _lines(path: PathLike, encoding: str | None) -> list[tuple[int, str]]:
     return list(enumerate(lines, start=1))
 
 
+# -- bAbI ------------------------------------------------------------------------------------------
+
+
+def read_babi_qa(path: PathLike) -> list[Record]:
+    """One SQuAD-style record per question of a bAbI task file: the ``context`` is the story told
+    so far (its facts in order, joined by spaces), ``answers`` the one answer, located in the
+    last supporting fact that contains it. Also ``story`` (0-based) and ``supporting`` (the facts'
+    line numbers). ``id`` is ``<file name>:s<story>:<line>``; ``record`` the question's 1-based
+    position in the file."""
+    from instructrec.data.babi import read_babi
+
+    source, name = str(path), Path(path).name
+    try:
+        stories = read_babi(path)
+    except ValueError as error:
+        raise InstructionError(str(error), source=source) from None
+    records: list[Record] = []
+    for story in stories:
+        for question in story.questions:
+            lines = story.facts_before(question.line)
+            starts, context = {}, ""
+            for n in lines:
+                starts[n] = len(context) + (1 if context else 0)
+                context = f"{context} {story.facts[n]}" if context else story.facts[n]
+            holding = [n for n in question.supporting if n in starts and question.answer in story.facts[n]]
+            start = starts[holding[-1]] + story.facts[holding[-1]].index(question.answer) if holding else None
+            records.append({
+                "id": f"{name}:s{story.index}:{question.line}",
+                "title": "",
+                "context": context,
+                "question": question.question,
+                "answers": [{"text": question.answer, "answer_start": start}],
+                "is_impossible": False,
+                "story": story.index,
+                "supporting": list(question.supporting),
+                "source": source,
+                "record": len(records) + 1,
+            })
+    return records
+
+
 # -- which reader feeds which template -------------------------------------------------------------
 
 READERS: Mapping[str, Callable[..., list[Record]]] = {
     "squad": read_squad,
     "cmrc2018": read_squad,
+    "babi": read_babi_qa,
     "sst2": read_sst2,
     "financial_phrasebank": read_financial_phrasebank,
     "agnews": read_agnews,

@@ -18,7 +18,7 @@ Records are plain dicts as :mod:`instructrec.data.raw` reads them (each with ``s
 layer; the label vocabularies below are the data sets' label names, and the readers map their
 label codes onto them.
 
-Built-ins (``list_templates()``): ``squad``, ``cmrc2018``, ``sst2``, ``financial_phrasebank``,
+Built-ins (``list_templates()``): ``squad``, ``cmrc2018``, ``babi``, ``sst2``, ``financial_phrasebank``,
 ``agnews``, ``chnsenticorp``, ``parallel`` (options ``source_language``, ``target_language``) and
 ``classification`` (options ``text_keys``, ``options``, ...).
 """
@@ -322,6 +322,7 @@ def _parallel(*, source_language: str, target_language: str, language: str = "en
 def _register_builtins() -> None:
     register_template(QATemplate("squad", "en"))
     register_template(QATemplate("cmrc2018", "zh"))
+    register_template(QATemplate("babi", "en"))  # bAbI: the story so far is the context
     register_template(
         ClassificationTemplate(
             "sst2", "en", text_keys=["sentence"], options=SST2_OPTIONS, instructions=SST2_INSTRUCTIONS

@@ -1,0 +1,58 @@
+"""bAbI task files (Weston et al. 2015): stories of numbered facts, with questions whose answers
+and supporting facts are given. Read here once; the knowledge base (one passage per fact) and the
+QA reader's data (one record per question, the story so far as its context) both build on it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+PathLike = str | os.PathLike
+
+
+@dataclass(frozen=True)
+class BabiQuestion:
+    line: int  # its line number in the story
+    question: str
+    answer: str
+    supporting: tuple[int, ...]  # line numbers of the supporting facts
+
+
+@dataclass(frozen=True)
+class BabiStory:
+    index: int  # 0-based position in the file
+    facts: dict[int, str]  # line number -> fact sentence
+    questions: list[BabiQuestion]
+
+    def facts_before(self, line: int) -> list[int]:
+        """Line numbers of the facts told before the question on ``line``."""
+        return [n for n in self.facts if n < line]
+
+
+def read_babi(path: PathLike) -> list[BabiStory]:
+    """The stories of a bAbI task file: numbered lines, a new story where numbering restarts at 1;
+    a question line is ``n question<TAB>answer<TAB>supporting ids``."""
+    stories: list[BabiStory] = []
+    with open(path, encoding="utf-8") as file:
+        for line_number, raw in enumerate(file, start=1):
+            raw = raw.rstrip("\n")
+            if not raw.strip():
+                continue
+            number, _, rest = raw.partition(" ")
+            if not number.isdigit():
+                raise ValueError(f"{path}:{line_number}: a bAbI line starts with its number: {raw!r}")
+            n = int(number)
+            if n == 1:
+                stories.append(BabiStory(len(stories), {}, []))
+            if not stories:
+                raise ValueError(f"{path}:{line_number}: the first story does not start at 1")
+            if "\t" in rest:
+                fields = rest.split("\t")
+                if len(fields) < 3:
+                    raise ValueError(f"{path}:{line_number}: a question needs answer and supporting ids")
+                supporting = tuple(int(i) for i in fields[2].split())
+                stories[-1].questions.append(BabiQuestion(n, fields[0].strip(), fields[1].strip(), supporting))
+            else:
+                stories[-1].facts[n] = rest.strip()
+    return stories
