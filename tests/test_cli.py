@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from instructrec.cli import main
 from instructrec.data.files import write_jsonl
@@ -16,8 +17,10 @@ from instructrec.models import MultiTaskModule
 from helpers import classification_text
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if "trainer" not in p.parts)
+CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if not {"trainer", "variants"} & set(p.parts))
 TRAINER_SNIPPETS = sorted((ROOT / "configs" / "trainer").glob("*.yaml"))
+# A variants/ folder holds overlays of the one base config beside it (named in each file's header).
+VARIANTS = sorted((ROOT / "configs").rglob("variants/*.yaml"))
 LABELS = ["positive", "negative", "neutral"]
 
 
@@ -41,6 +44,21 @@ def test_every_config_parses(config, capsys, monkeypatch):
     assert exit.value.code == 0
     printed = capsys.readouterr().out
     assert "class_path: instructrec." in printed
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_variant_merges_onto_its_base(variant, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    header = variant.read_text(encoding="utf-8").split("\n", 1)[0]
+    base = next(word for word in header.split() if word.startswith("configs/")).rstrip(":.,")
+    with pytest.raises(SystemExit) as exit:
+        main(["fit", "--config", base, "--config", str(variant), "--print_config"])
+    assert exit.value.code == 0
+    printed = capsys.readouterr().out
+    overlay = yaml.safe_load(variant.read_text(encoding="utf-8"))
+    merged = yaml.safe_load(printed)
+    for key, value in overlay["model"]["init_args"].items():
+        assert merged["model"]["init_args"][key] == value, key
 
 
 @pytest.mark.parametrize("snippet", TRAINER_SNIPPETS, ids=lambda p: p.name)
