@@ -11,10 +11,11 @@
 * ``heads.json``: ``{"format": "instructrec-heads", "version": 1, "backbone": ..., "hidden_size":
   ..., "tasks": {task: {"type", "labels", "input", "output", "tensors": {name: shape}}}}``.
 
-A head is ``logits = states @ weight.T + bias`` where ``states`` is the encoder's
-``last_hidden_state[:, 0]`` (classification: ``(B, C)`` logits in ``labels`` order; regression and
-ranking: ``(B, 1)`` scores) or the whole ``last_hidden_state`` (qa: ``(B, S, 2)``, start and end
-logits).
+A head is ``logits = states @ weight.T + bias`` where ``states`` is, by the entry's ``input``,
+``first_token``: the encoder's ``last_hidden_state[:, 0]``, ``mean_tokens``: its mean over the
+tokens where ``attention_mask`` is 1 (classification: ``(B, C)`` logits in ``labels`` order;
+regression and ranking: ``(B, 1)`` scores), or ``all_tokens``: the whole ``last_hidden_state``
+(qa: ``(B, S, 2)``, start and end logits).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 
 HEADS_FORMAT = "instructrec-heads"
 HEADS_VERSION = 1
-INPUTS = {"classification": "first_token", "regression": "first_token", "ranking": "first_token", "qa": "all_tokens"}
+POOLED_INPUTS = {"first": "first_token", "mean": "mean_tokens"}  # sentence-level heads, by pooling
 OUTPUTS = {
     "classification": "logits (batch, labels)",
     "regression": "score (batch, 1)",
@@ -54,7 +55,8 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path) -> Path:
     tensors, tasks = {}, {}
     for name, head in model.heads.items():
         spec = model.tasks[name]
-        entry = {"type": spec["type"], "input": INPUTS[spec["type"]], "output": OUTPUTS[spec["type"]], "tensors": {}}
+        reads = "all_tokens" if spec["type"] == "qa" else POOLED_INPUTS[spec.get("pooling", "first")]
+        entry = {"type": spec["type"], "input": reads, "output": OUTPUTS[spec["type"]], "tensors": {}}
         if spec["type"] == "classification":
             entry["labels"] = list(spec["labels"])
         for part in ("weight", "bias"):

@@ -111,6 +111,32 @@ def test_every_head_type_trains_and_leaves_other_heads_untouched():
         MultiTaskModule({"x": {"type": "generation"}}, backbone="tiny-bert")
 
 
+def test_mean_pooling_reads_real_tokens_only_and_travels_with_the_checkpoint(tmp_path):
+    from instructrec.distill.teacher import load_teacher
+    from instructrec.models.heads import build_head
+
+    tasks = {"sentiment": {"type": "classification", "labels": ["positive", "negative"]}, "qa": {"type": "qa"}}
+    model = MultiTaskModule(tasks, backbone="tiny-bert", pooling="mean").eval()
+    assert model.tasks["sentiment"]["pooling"] == "mean" and "pooling" not in model.tasks["qa"]
+    ids = torch.tensor([[2, 40, 41, 42, 3, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1, 0, 0]])
+    head = model.heads["sentiment"]
+    with torch.no_grad():
+        logits = model(ids, mask, task="sentiment")
+        unpadded = model(ids[:, :5], mask[:, :5], task="sentiment")
+        states = model.encoder(input_ids=ids[:, :5]).last_hidden_state.mean(1)
+    torch.testing.assert_close(logits, unpadded)
+    torch.testing.assert_close(logits, states @ head.linear.weight.T + head.linear.bias)
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        MultiTaskModule(tasks, backbone="tiny-bert", pooling="max")
+
+    path = tmp_path / "teacher.ckpt"
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, path)
+    teacher = load_teacher(str(path), tasks={"sentiment": tasks["sentiment"]})  # the data's spec has no pooling
+    assert teacher.tasks["sentiment"]["pooling"] == "mean"
+    assert build_head(teacher.tasks["sentiment"], 64, 0.0).pooling == "mean"  # a student pools like its teacher
+
+
 def fit(tmp_path, dm, **trainer_args):
     L.seed_everything(0)
     model = MultiTaskModule(dm.tasks, backbone="tiny-bert", loss_weighting=trainer_args.pop("loss_weighting", "static"))

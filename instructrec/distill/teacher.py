@@ -169,7 +169,10 @@ def _from_checkpoint(path: Path, tasks: dict | None, dtype: str | None, attentio
     if attentions:
         model.encoder.set_attn_implementation("eager")
     own = dict(getattr(model, "tasks", None) or model.hparams.get("tasks") or {})
-    tasks = own if tasks is None else tasks
+    # How the teacher's heads read the tokens is the teacher's, whatever the data says.
+    tasks = own if tasks is None else {
+        name: {**spec, **{k: v for k, v in own.get(name, {}).items() if k == "pooling"}} for name, spec in tasks.items()
+    }
     missing = [name for name in tasks if name not in model.heads]
     if missing:
         raise ValueError(f"the teacher checkpoint {path} has no heads for tasks {missing}; it has {sorted(model.heads)}")

@@ -4,12 +4,15 @@
 
 | type | reads | outputs | loss | metrics (main first) | batch keys |
 |---|---|---|---|---|---|
-| ``classification`` | first token | logits ``(B, C)`` | cross-entropy | ``acc``, ``f1`` (macro) | ``labels`` (long) |
+| ``classification`` | pooled tokens | logits ``(B, C)`` | cross-entropy | ``acc``, ``f1`` (macro) | ``labels`` (long) |
 | ``qa`` | every token | start, end logits ``(B, S)`` each | mean of start/end cross-entropy | ``span_em`` (token span exact) | ``start_positions``, ``end_positions`` |
-| ``regression`` | first token | score ``(B,)`` | mean squared error | ``pearson``, ``mse`` | ``labels`` (float) |
-| ``ranking`` | first token | score ``(B,)`` | pairwise logistic (RankNet) over the batch's ordered pairs | ``spearman`` | ``labels`` (float relevance) |
+| ``regression`` | pooled tokens | score ``(B,)`` | mean squared error | ``pearson``, ``mse`` | ``labels`` (float) |
+| ``ranking`` | pooled tokens | score ``(B,)`` | pairwise logistic (RankNet) over the batch's ordered pairs | ``spearman`` | ``labels`` (float relevance) |
 
-Every head has ``weights`` named ``linear.weight``/``linear.bias`` (see ``instructrec export``).
+Pooling (a task spec's ``"pooling"``): ``first`` (the first token, BERT's [CLS]) or ``mean`` (the
+mean of the real tokens' states: what sentence-embedding encoders such as all-MiniLM-L6-v2 were
+trained to make meaningful). Every head has ``weights`` named ``linear.weight``/``linear.bias``
+(see ``instructrec export``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,19 @@ from torchmetrics import MeanMetric, MeanSquaredError, MetricCollection, Pearson
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 IGNORE_INDEX = -100
+POOLING = ("first", "mean")
+
+
+def pool(states: torch.Tensor, attention_mask: torch.Tensor | None, how: str) -> torch.Tensor:
+    """``(B, S, H)`` token states -> ``(B, H)``: the first token's, or the mean over real tokens."""
+    if how == "first":
+        return states[:, 0]
+    if how != "mean":
+        raise ValueError(f"pooling must be one of {POOLING}, got {how!r}")
+    if attention_mask is None:
+        return states.mean(1)
+    mask = attention_mask.unsqueeze(-1).to(states.dtype)
+    return (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
 
 class TaskHead(nn.Module):
@@ -47,17 +63,18 @@ class TaskHead(nn.Module):
 
 
 class ClassificationHead(TaskHead):
-    """Logits ``(B, C)`` from the first token's state ``(B, H)``; ``labels`` are option indices."""
+    """Logits ``(B, C)`` from the pooled state ``(B, H)``; ``labels`` are option indices."""
 
     type = "classification"
     main_metric = "acc"
 
-    def __init__(self, hidden_size: int, labels: list[str], dropout: float) -> None:
+    def __init__(self, hidden_size: int, labels: list[str], dropout: float, pooling: str = "first") -> None:
         super().__init__(hidden_size, len(labels), dropout)
         self.labels = list(labels)
+        self.pooling = pooling
 
     def forward(self, states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        return self.linear(self.dropout(states[:, 0]))
+        return self.linear(self.dropout(pool(states, attention_mask, self.pooling)))
 
     def loss(self, logits, batch):
         return nn.functional.cross_entropy(logits.float(), batch["labels"], ignore_index=IGNORE_INDEX)
@@ -115,13 +132,14 @@ class SpanHead(TaskHead):
 
 
 class ScoreHead(TaskHead):
-    """A score ``(B,)`` from the first token's state ``(B, H)``: regression or pairwise ranking."""
+    """A score ``(B,)`` from the pooled state ``(B, H)``: regression or pairwise ranking."""
 
-    def __init__(self, hidden_size: int, dropout: float) -> None:
+    def __init__(self, hidden_size: int, dropout: float, pooling: str = "first") -> None:
         super().__init__(hidden_size, 1, dropout)
+        self.pooling = pooling
 
     def forward(self, states, attention_mask=None):
-        return self.linear(self.dropout(states[:, 0])).squeeze(-1).float()
+        return self.linear(self.dropout(pool(states, attention_mask, self.pooling))).squeeze(-1).float()
 
     def predict(self, scores):
         return [{"score": float(score)} for score in scores]
@@ -173,17 +191,21 @@ def pairwise_logistic_loss(scores: torch.Tensor, relevance: torch.Tensor) -> tor
 
 
 def build_head(spec: dict, hidden_size: int, dropout: float) -> TaskHead:
-    """A head for one task spec ``{"type": ..., "labels": [...]}`` (labels: classification only)."""
+    """A head for one task spec ``{"type": ..., "labels": [...], "pooling": ...}`` (labels:
+    classification only; pooling: sentence-level heads, default ``first``)."""
     kind = spec.get("type")
+    pooling = spec.get("pooling", "first")
+    if kind != "qa" and pooling not in POOLING:
+        raise ValueError(f"pooling must be one of {POOLING}, got {pooling!r}")
     if kind == "classification":
         labels = list(spec.get("labels") or [])
         if not labels or len(set(labels)) != len(labels):
             raise ValueError(f"a classification task needs distinct, non-empty labels, got {labels}")
-        return ClassificationHead(hidden_size, labels, dropout)
+        return ClassificationHead(hidden_size, labels, dropout, pooling)
     if kind == "qa":
         return SpanHead(hidden_size, dropout)
     if kind == "regression":
-        return RegressionHead(hidden_size, dropout)
+        return RegressionHead(hidden_size, dropout, pooling)
     if kind == "ranking":
-        return RankingHead(hidden_size, dropout)
+        return RankingHead(hidden_size, dropout, pooling)
     raise ValueError(f"unknown task type {kind!r}; known: classification, qa, regression, ranking")

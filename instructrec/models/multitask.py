@@ -51,6 +51,9 @@ class MultiTaskModule(L.LightningModule):
         weight_decay: AdamW weight decay (not on biases, LayerNorm weights, log-variances).
         warmup_ratio: share of the training steps spent warming the learning rate up linearly.
         dropout: dropout before each head.
+        pooling: how sentence-level heads (classification, regression, ranking) read the tokens:
+            ``first`` or ``mean`` (see :mod:`.heads`); a task spec's own ``pooling`` wins. It is
+            kept in :attr:`tasks`, so a distillation student built from them pools the same way.
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class MultiTaskModule(L.LightningModule):
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.1,
         dropout: float = 0.1,
+        pooling: str = "first",
     ) -> None:
         super().__init__()
         if not tasks:
@@ -72,7 +76,7 @@ class MultiTaskModule(L.LightningModule):
         self.save_hyperparameters()
         # Record what `auto` meant here, so the checkpoint rebuilds the same architecture anywhere.
         self.hparams.backbone = backbones.canonical(backbone)
-        self.tasks = {name: dict(spec) for name, spec in tasks.items()}
+        self.tasks = {name: with_pooling(spec, pooling) for name, spec in tasks.items()}
         self.task_names = list(self.tasks)
         self.encoder = backbones.load_encoder(backbone, pretrained=pretrained)
         hidden = self.encoder.config.hidden_size
@@ -194,3 +198,12 @@ class MultiTaskModule(L.LightningModule):
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+def with_pooling(spec: dict[str, Any], pooling: str) -> dict[str, Any]:
+    """A copy of a task spec with its ``pooling`` set (sentence-level tasks only; its own wins)."""
+    spec = dict(spec)
+    if spec.get("type") != "qa":
+        spec.setdefault("pooling", pooling)
+    return spec
+
