@@ -93,8 +93,8 @@ def summarise(rows: list[dict]) -> str:
     ]
     for variant, group in groups.items():
         lines.append(
-            f"| {variant} | {mean_std(r['student_acc'] for r in group, 100)} "
-            f"| {mean_std(r['retention'] for r in group, 100)} | {mean_std((r['speedup'] for r in group), digits=2)}x "
+            f"| {variant} | {mean_std([r['student_acc'] for r in group], 100)} "
+            f"| {mean_std([r['retention'] for r in group], 100)} | {mean_std([r['speedup'] for r in group], digits=2)}x "
             f"| {len(group)} | {statistics.mean(float(r['train_seconds']) for r in group):.0f} |"
         )
     first = rows[0]

@@ -16,8 +16,12 @@ import argparse
 import csv
 import json
 import os
+import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import run_config  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -46,7 +50,7 @@ def run(recipe: str, args) -> dict:
     from instructrec.qa.squad_metrics import evaluate
 
     out = Path(args.work_dir) / recipe
-    config = run_config(out)
+    config = run_config(CONFIG, out, timer=True)
     common = ["--trainer.logger=false", "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={out}",
               f"--data.init_args.cache_dir={Path(args.work_dir) / 'cache'}"]
     if args.smoke:  # the whole path in a minute: tiny model, a few batches
@@ -74,26 +78,6 @@ def run(recipe: str, args) -> dict:
         "validate_minutes": round(timer.time_elapsed("validate") / 60, 1),
         "threads": torch.get_num_threads(),
     }
-
-
-def run_config(out: Path) -> Path:
-    """The shipped config with this run's output folders, plus Lightning's ``Timer`` callback."""
-    import yaml
-
-    config = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
-    for callback in config["trainer"]["callbacks"]:
-        name = callback["class_path"].rsplit(".", 1)[-1]
-        if name == "ModelCheckpoint":
-            callback["init_args"]["dirpath"] = str(out / "checkpoints")
-        elif name == "QAPredictionWriter":
-            callback["init_args"]["output_dir"] = str(out / "predictions")
-    config["trainer"]["callbacks"] = [c for c in config["trainer"]["callbacks"] if not c["class_path"].endswith("RichProgressBar")]
-    # Timer's `interval` defaults to an enum that the saved config cannot hold: give the string.
-    config["trainer"]["callbacks"].append({"class_path": "lightning.pytorch.callbacks.Timer", "init_args": {"interval": "step"}})
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "config.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    return path
 
 
 def main() -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from instructrec.data.paths import resolve_path
 from instructrec.retrieval.knowledge_base import KnowledgeBase

@@ -21,6 +21,22 @@ def expand_query(question: str, selected: list[str]) -> str:
     return " ".join([question, *selected])
 
 
+def bridge_query(question: str, selected: list[str]) -> str:
+    """The next hop's query for bridge questions: the words of the passage selected last that the
+    question does not already have (hop 1: the question).
+
+    Why: "Where is the football?" -> "Mary got the football there." -> the next fact needed is
+    about Mary; querying with "football" again would only find more football facts.
+    """
+    if not selected:
+        return question
+    asked = {word.strip(_PUNCTUATION).lower() for word in question.split()}
+    return " ".join(word for word in selected[-1].split() if word.strip(_PUNCTUATION).lower() not in asked)
+
+
+_PUNCTUATION = ".,;:!?\"'()"
+
+
 @dataclass(frozen=True)
 class TraceStep:
     """One selected passage: the hop that selected it, its id, text and retrieval score there."""
@@ -57,8 +73,9 @@ class MultiHopRetriever:
         hops: the number of retrieval rounds.
         select: passages selected (added to the query and the trace) per hop.
         k: hits kept from the final hop for the reader.
-        reformulate: ``(question, selected texts) -> query`` of the next hop; default: the
-            question followed by the selected texts.
+        reformulate: ``(question, selected texts) -> query`` of the next hop; default
+            :func:`expand_query` (the question followed by the selected texts); :func:`bridge_query`
+            follows a bridge entity instead.
     """
 
     def __init__(
