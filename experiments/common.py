@@ -1,11 +1,18 @@
-"""What the experiment scripts share: a shipped config rewritten for one run's output folder.
+"""What the experiment scripts share: offline defaults (set on import, before anything reads
+them: no hub, no dataset downloads, no W&B) and a shipped config rewritten for one run's output
+folder.
 
 Scripts import it with ``sys.path.insert(0, <experiments folder>)``; it is not part of the package.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
 
 
 def run_config(config: Path, out: Path, *, timer: bool = False) -> Path:

@@ -15,6 +15,7 @@ from instructrec.retrieval.bm25 import BM25Retriever
 from instructrec.retrieval.chunked import ChunkedRetriever
 from instructrec.retrieval.dense import DenseRetriever
 from instructrec.retrieval.hybrid import HybridRetriever, fuse, normalise
+from instructrec.retrieval.knowledge_base import babi_questions
 from instructrec.retrieval.multihop import MultiHopRetriever, bridge_query
 
 
@@ -147,12 +148,7 @@ def babi_qa2(shared_data):
     """(knowledge base, questions, allowed facts: the story so far, gold supporting-fact ids)."""
     path = shared_data / "babi_en_1k" / "qa2_two-supporting-facts_test.txt"
     kb = KnowledgeBase.from_babi(path)
-    questions, allowed, gold = [], [], []
-    for story in read_babi(path):
-        for q in story.questions:
-            questions.append(q.question)
-            allowed.append([kb.position(f"s{story.index}:{n}") for n in story.facts_before(q.line)])
-            gold.append({f"s{story.index}:{n}" for n in q.supporting})
+    questions, allowed, gold = babi_questions(kb, path)
     return kb, questions, allowed, gold
 
 

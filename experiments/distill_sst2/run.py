@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import statistics
+import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("WANDB_MODE", "disabled")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # noqa: E402,F401  (offline defaults)
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -51,11 +50,14 @@ def run_one(variant: str, seed: int, args) -> dict:
         "--data.init_args.teacher", args.teacher,
         "--seed_everything", str(seed),
         "--trainer.max_epochs", str(args.epochs),
+        "--data.init_args.max_examples", f"{{train: {args.train_examples}}}",
         "--trainer.logger", "false",
         "--trainer.enable_progress_bar", "false",
         "--trainer.default_root_dir", str(out),
         "--data.init_args.cache_dir", str(Path(args.work_dir) / "cache"),
         "--test_after_fit", "true",
+        *([f"--trainer.limit_val_batches={args.limit_eval_batches}", f"--trainer.limit_test_batches={args.limit_eval_batches}"]
+          if args.limit_eval_batches else []),
     ]
     started = time.perf_counter()
     cli = run_lightning(argv)
@@ -114,20 +116,35 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--train_examples", type=int, default=20000,
+                        help="training sentences (a seeded subset; the teacher's 20,000 contain the smaller ones)")
+    parser.add_argument("--limit_eval_batches", type=int, default=None, help="for a quick check of the pipeline")
+    parser.add_argument("--merge", nargs="+", default=None, metavar="CSV",
+                        help="only combine the results.csv of runs made in parallel into --out")
     parser.add_argument("--work_dir", default="runs/experiments/distill_sst2")
     parser.add_argument("--out", default=str(HERE), help="folder for results.csv and results.md")
     args = parser.parse_args()
     csv_path, md_path = Path(args.out) / "results.csv", Path(args.out) / "results.md"
+    if args.merge:
+        rows = [row for path in args.merge for row in csv.DictReader(open(path, encoding="utf-8"))]
+        rows.sort(key=lambda r: (list(VARIANTS).index(r["variant"]), int(r["seed"])))
+        write(rows, csv_path, md_path)
+        return
     rows: list[dict] = []
     for seed in args.seeds:  # seed-major: a stopped run still has every variant's first seeds
         for variant in args.variants:
             rows.append(run_one(variant, seed, args))
-            with csv_path.open("w", newline="", encoding="utf-8") as handle:
-                writer = csv.DictWriter(handle, fieldnames=FIELDS)
-                writer.writeheader()
-                writer.writerows(rows)
-            md_path.write_text(summarise(rows), encoding="utf-8")
+            write(rows, csv_path, md_path)
             print(summarise(rows), flush=True)
+
+
+def write(rows: list[dict], csv_path: Path, md_path: Path) -> None:
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    with csv_path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    md_path.write_text(summarise(rows), encoding="utf-8")
 
 
 if __name__ == "__main__":

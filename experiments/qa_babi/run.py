@@ -24,10 +24,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import run_config  # noqa: E402
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("WANDB_MODE", "disabled")
-
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 CONFIG = ROOT / "configs" / "qa" / "babi_multihop.yaml"
@@ -41,7 +37,8 @@ FIELDS = ["task", "accuracy", "all_supporting_found", "supporting_fact_recall", 
 
 def trace_recall(data: Path, task: str) -> dict:
     """Share of questions whose supporting facts are all in the trace, and of supporting facts found."""
-    from instructrec.retrieval import KnowledgeBase, read_babi
+    from instructrec.retrieval import KnowledgeBase
+    from instructrec.retrieval.knowledge_base import babi_questions
     from instructrec.retrieval.base import RecencyPrior
     from instructrec.retrieval.bm25 import BM25Retriever
     from instructrec.retrieval.multihop import MultiHopRetriever, bridge_query
@@ -49,12 +46,7 @@ def trace_recall(data: Path, task: str) -> dict:
     stem, hops = TASKS[task]
     path = data / "babi_en_1k" / f"{stem}_test.txt"
     kb = KnowledgeBase.from_babi(path)
-    questions, allowed, gold = [], [], []
-    for story in read_babi(path):
-        for q in story.questions:
-            questions.append(q.question)
-            allowed.append([kb.position(f"s{story.index}:{n}") for n in story.facts_before(q.line)])
-            gold.append({f"s{story.index}:{n}" for n in q.supporting})
+    questions, allowed, gold = babi_questions(kb, path)
     retriever = MultiHopRetriever(RecencyPrior(BM25Retriever(kb), 0.05), hops=hops, select=1, reformulate=bridge_query)
     results = retriever.retrieve(questions, allowed=allowed)
     found = [g & {step.passage_id for step in r.trace} for r, g in zip(results, gold)]

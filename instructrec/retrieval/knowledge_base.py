@@ -172,3 +172,17 @@ def _sentences(text: str) -> list[tuple[int, int]]:
         start = match.end()
     spans.append((start, len(text)))
     return [(a, b) for a, b in spans if text[a:b].strip()]
+
+
+def babi_questions(kb: KnowledgeBase, path: PathLike) -> tuple[list[str], list[list[int]], list[set[str]]]:
+    """The questions of a bAbI file over its :meth:`KnowledgeBase.from_babi` passages: per question
+    its text, the positions of the facts told before it (what retrieval may select) and the ids of
+    its supporting facts (what a trace should hold)."""
+    questions, allowed, supporting = [], [], []
+    for story in read_babi(path):
+        for q in story.questions:
+            questions.append(q.question)
+            allowed.append([kb.position(f"s{story.index}:{n}") for n in story.facts_before(q.line)])
+            supporting.append({f"s{story.index}:{n}" for n in q.supporting})
+    return questions, allowed, supporting
+
