@@ -84,7 +84,7 @@ def test_fit_test_and_predict_end_to_end(tmp_path, capsys, monkeypatch):
     assert "instructrec.models.MultiTaskModule" in config  # the full config is kept with the run
 
     model = MultiTaskModule.load_from_checkpoint(checkpoints[0], weights_only=True)
-    assert model.tasks == {"sentiment": {"type": "classification", "labels": ["positive", "negative", "neutral"]}}
+    assert model.tasks == {"sentiment": {"type": "classification", "labels": ["positive", "negative", "neutral"], "pooling": "first"}}
     assert model.hparams.backbone == "tiny-bert"
     saved = torch.load(checkpoints[0], weights_only=True)
     torch.testing.assert_close(model.heads["sentiment"].linear.weight, saved["state_dict"]["heads.sentiment.linear.weight"])
