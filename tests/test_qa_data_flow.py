@@ -103,3 +103,24 @@ def test_fit_test_predict_and_evaluate_squad_agree(tmp_path, squad_file, capsys)
 def test_a_classification_task_is_refused():
     with pytest.raises(ValueError, match="one extractive QA task"):
         QAReasoningModule("tiny-bert", tasks={"sst2": {"type": "classification", "labels": ["a", "b"]}})
+
+
+def test_squad2_unanswerable_questions_score_against_no_answer(tmp_path):
+    path = tmp_path / "squad2.json"
+    qas = [{"id": i, "question": q, "answers": [{"text": t, "answer_start": s} for t, s in a]} for i, q, a in QUESTIONS]
+    qas.append({"id": "q5", "question": "Who painted the sky?", "answers": [], "is_impossible": True})
+    path.write_text(json.dumps({"version": "v2.0", "data": [{"title": "T", "paragraphs": [{"context": CONTEXT, "qas": qas}]}]}))
+    torch.manual_seed(0)
+    data = qa_data(tmp_path, path)
+    data.setup("fit")
+    references = {qid: answers for b in data.val_dataloader() for qid, answers in zip(b["example_id"], b["answers"])}
+    assert references["q5"] == [] and references["q1"] == ["Alice", "Alice in Paris"]
+    model = QAReasoningModule("tiny-bert", tasks=data.tasks, version_2=True, learning_rate=3e-3, warmup_ratio=0.0, dropout=0.0)
+    trainer = L.Trainer(max_epochs=30, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, accelerator="cpu", default_root_dir=tmp_path, check_val_every_n_epoch=30)
+    trainer.fit(model, datamodule=data)
+    val = trainer.validate(model, datamodule=data, verbose=False)[0]
+    assert float(model.null_threshold) == pytest.approx(val["val/null_threshold"])
+    test = trainer.test(model, datamodule=data, verbose=False)[0]
+    assert test["test/f1"] == pytest.approx(val["val/f1"]), "test answers with the threshold validation tuned"
+    assert val["val/f1"] >= 70.0
