@@ -94,3 +94,43 @@ def test_distillation_config_parses_against_the_signature(teacher, tmp_path):
         run_lightning(["fit", "--config", str(config), "--model.init_args.teacher", str(teacher),
                        "--data.init_args.teacher", str(teacher), "--print_config"])
     assert exit.value.code in (0, None)
+
+
+def test_multitask_student_distils_task_by_task_from_cached_logits(tmp_path, monkeypatch):
+    from instructrec.distill.data import MultiTaskTeacherLogitsDataModule
+    from instructrec.models import MultiTaskModule
+
+    topics = ["sports", "politics", "science"]
+    sentiment = write_classification(tmp_path / "sentiment.jsonl", [(f"review {i}", ["positive", "negative"][i % 2]) for i in range(16)])
+    topic = write_classification(tmp_path / "topic.jsonl", [(f"news {i}", topics[i % 3]) for i in range(12)], topics)
+    sources = {"sentiment": {"train": str(sentiment), "val": str(sentiment)}, "topic": {"train": str(topic), "val": str(topic)}}
+    torch.manual_seed(0)
+    tasks = {"sentiment": {"type": "classification", "labels": ["positive", "negative"]},
+             "topic": {"type": "classification", "labels": topics}}
+    path = tmp_path / "teacher.ckpt"
+    multitask = MultiTaskModule(tasks, backbone="tiny-bert", pooling="mean")
+    torch.save({"state_dict": multitask.state_dict(), "hyper_parameters": dict(multitask.hparams)}, path)
+
+    dm = MultiTaskTeacherLogitsDataModule(sources, teacher=str(path), tokenizer="tiny-bert", batch_size=4,
+                                          cache_dir=str(tmp_path / "cache"))
+    dm.prepare_data()
+    dm.setup("fit")
+    model = DistillationModule(teacher=str(path), tasks=dm.tasks, backbone="tiny-bert", student_layers=[0], learning_rate=1e-3)
+    seen = set()
+    for batch in dm.train_batches():
+        task = batch["task"]
+        seen.add(task)
+        expected = model.teacher(batch, task).logits
+        assert batch["teacher_logits"].shape == (len(batch["input_ids"]), len(tasks[task]["labels"]))
+        torch.testing.assert_close(batch["teacher_logits"].float(), expected, atol=2e-3, rtol=2e-3)  # float16 cache
+    assert seen == {"sentiment", "topic"}
+
+    calls = []
+    original = type(model.teacher).forward
+    monkeypatch.setattr(type(model.teacher), "forward", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(model, datamodule=dm)
+    assert calls == [] and trainer.global_step == 7  # 4 + 3 batches, the teacher never run
+    assert {"val/sentiment/acc", "val/topic/acc", "val/score"} <= set(trainer.callback_metrics)
+    assert model.student.heads["topic"].pooling == "mean"  # the student pools like its teacher

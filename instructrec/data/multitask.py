@@ -74,7 +74,7 @@ class MultiTaskDataModule(L.LightningDataModule):
             for key in ("tokenizer", "task_name"):
                 if key in options:
                     raise ValueError(f"source {name!r}: {key} is set by the multi-task module, not per source")
-            self.sources[name] = InstructionDataModule(**{**shared, **options}, tokenizer=tokenizer, task_name=name)
+            self.sources[name] = self.build_source(**{**shared, **options}, tokenizer=tokenizer, task_name=name)
         self.tokenizer_name = tokenizer
         self.schedule_options = dict(
             strategy=sampling,
@@ -87,6 +87,10 @@ class MultiTaskDataModule(L.LightningDataModule):
         )
         TaskSchedule(sizes=(1,) * len(sources), **self.schedule_options)  # fail fast on bad options
         self.seed = seed
+
+    def build_source(self, **options: Any) -> InstructionDataModule:
+        """One source's data module; a subclass whose sources carry more (teacher logits) overrides it."""
+        return InstructionDataModule(**options)
 
     @property
     def tasks(self) -> dict[str, dict]:

@@ -1,10 +1,11 @@
 """Knowledge distillation: a smaller student learns from a frozen teacher (see :mod:`.module`).
 
-``DistillationModule`` and ``TeacherLogitsDataModule`` are imported lazily so the losses and
+``DistillationModule``, ``TeacherLogitsDataModule`` and ``MultiTaskTeacherLogitsDataModule`` are
+imported lazily so the losses and
 schedules load without Lightning's data stack.
 """
 
-__all__ = ["DistillationModule", "TeacherLogitsDataModule"]
+__all__ = ["DistillationModule", "MultiTaskTeacherLogitsDataModule", "TeacherLogitsDataModule"]
 
 
 def __getattr__(name: str):
@@ -12,8 +13,8 @@ def __getattr__(name: str):
         from instructrec.distill.module import DistillationModule
 
         return DistillationModule
-    if name == "TeacherLogitsDataModule":
-        from instructrec.distill.data import TeacherLogitsDataModule
+    if name in ("TeacherLogitsDataModule", "MultiTaskTeacherLogitsDataModule"):
+        from instructrec.distill import data
 
-        return TeacherLogitsDataModule
+        return getattr(data, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

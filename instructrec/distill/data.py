@@ -9,7 +9,8 @@ tokens and at CLS (the no-answer position), the positions a span may take, which
 loss compares.
 
 ``instructrec cache-teacher --config RUN.yaml`` runs the same caching ahead of training
-(:mod:`.commands`).
+(:mod:`.commands`). :class:`MultiTaskTeacherLogitsDataModule` does the same for every source of a
+multi-task run.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 
 from instructrec.data import encoding
 from instructrec.data.datamodule import InstructionDataModule
+from instructrec.data.multitask import MultiTaskDataModule
 from instructrec.distill import teacher_cache
 from instructrec.distill.teacher import load_teacher
 
@@ -99,6 +101,38 @@ class TeacherLogitsDataModule(InstructionDataModule):
         extra = [c for c in dataset.column_names if c.startswith("teacher_") or c == CONTEXT_MASK]
         columns = [c for c in encoding.MODEL_COLUMNS if c in dataset.column_names] + extra
         return dataset.with_format("torch", columns=columns), TeacherBatchCollator(self._collate, extra)
+
+
+class MultiTaskTeacherLogitsDataModule(MultiTaskDataModule):
+    """:class:`MultiTaskDataModule` whose every source is a :class:`TeacherLogitsDataModule` of one
+    multi-task teacher: each task's batches carry that task's cached logits, so a multi-task
+    student is distilled task by task without running the teacher.
+
+    Args:
+        sources, **kwargs: :class:`MultiTaskDataModule`'s arguments.
+        teacher, teacher_top_k, teacher_dtype, teacher_splits, teacher_batch_size, teacher_device:
+            :class:`TeacherLogitsDataModule`'s, the same for every source.
+    """
+
+    def __init__(
+        self,
+        sources: dict[str, dict[str, Any]],
+        teacher: str | None = None,
+        teacher_top_k: int | None = None,
+        teacher_dtype: str | None = None,
+        teacher_splits: list[str] | None = None,
+        teacher_batch_size: int = 64,
+        teacher_device: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.teacher_options = dict(
+            teacher=teacher, teacher_top_k=teacher_top_k, teacher_dtype=teacher_dtype, teacher_splits=teacher_splits,
+            teacher_batch_size=teacher_batch_size, teacher_device=teacher_device,
+        )
+        super().__init__(sources, **kwargs)
+
+    def build_source(self, **options: Any) -> TeacherLogitsDataModule:
+        return TeacherLogitsDataModule(**options, **self.teacher_options)
 
 
 def _context_mask(row: dict) -> dict:
