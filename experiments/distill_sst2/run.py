@@ -80,9 +80,11 @@ def run_one(variant: str, seed: int, args) -> dict:
 
 
 def mean_std(values, scale: float = 1.0, digits: int = 1) -> str:
+    """``mean ± std`` over seeds; the mean alone for one seed (no spread to show)."""
     values = [scale * float(v) for v in values]
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.{digits}f} ± {std:.{digits}f}"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def summarise(rows: list[dict]) -> str:
