@@ -45,12 +45,9 @@ def reference_answers(files: list[Path], template_name: str, reader_args: dict[s
     question several annotators' answers, and EM/F1 score a prediction against all of them.
     """
     reader = reader_for(template_name)
-    if reader is read_parallel:
-        return {}
     return {
         str(record["id"]): [answer["text"] for answer in record["answers"]]
         for path in files
         for record in reader(path, **reader_args)
         if isinstance(record.get("answers"), list)
     }
-
