@@ -124,3 +124,21 @@ def test_squad2_unanswerable_questions_score_against_no_answer(tmp_path):
     test = trainer.test(model, datamodule=data, verbose=False)[0]
     assert test["test/f1"] == pytest.approx(val["val/f1"]), "test answers with the threshold validation tuned"
     assert val["val/f1"] >= 70.0
+
+
+def test_labels_point_at_the_referenced_occurrence_of_a_repeated_answer(tmp_path):
+    # "kitchen" first occurs in fact 1, but the answer is told by fact 4 (the supporting fact):
+    # the label must point there, as the reader's record says, not at the text's first occurrence.
+    story = tmp_path / "qa1_train.txt"
+    story.write_text(
+        "1 Mary went to the kitchen.\n2 Mary went to the garden.\n3 John went to the hallway.\n"
+        "4 Mary went to the kitchen.\n5 Where is Mary?\tkitchen\t4\n"
+    )
+    data = InstructionDataModule(train=str(story), template="babi", tokenizer="tiny-bert", max_length=256,
+                                 doc_stride=16, cache_dir=str(tmp_path / "cache"))
+    dataset, _, _ = data.encode("train")
+    (feature,) = list(dataset)
+    context = feature["context"]
+    start, end = feature["offset_mapping"][feature["start_positions"]][0], feature["offset_mapping"][feature["end_positions"]][1]
+    assert context[start:end] == "kitchen"
+    assert start == context.rindex("kitchen") != context.index("kitchen")

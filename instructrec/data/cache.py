@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 # Bump when the encoding itself changes, so old entries stop matching.
-CACHE_VERSION = 2  # 2: QA features keep their context and reference answers
+CACHE_VERSION = 3  # 2: QA features keep their context and reference answers; 3: QA labels at the reference's position
 META_FILE = "meta.json"
 
 

@@ -238,7 +238,7 @@ class InstructionDataModule(L.LightningDataModule):
             return encoding.check_labels(self.label_names)
         return encoding.check_task(self.task)
 
-    def _encoder(self, examples: list, references: dict[str, list[str]] | None = None):
+    def _encoder(self, examples: list, references: dict[str, list[dict]] | None = None):
         """The examples' columns, and the batched function that encodes them."""
         if self.task == "classification":
             columns = encoding.classification_columns(examples, self.label_names)
@@ -246,14 +246,15 @@ class InstructionDataModule(L.LightningDataModule):
         columns = encoding.qa_columns(examples, references)
         return columns, encoding.encode_qa(self.tokenizer, self.max_length, self.doc_stride)
 
-    def _references(self, split: str) -> dict[str, list[str]] | None:
-        """All reference answers of a templated QA split's questions (the instructions hold one)."""
+    def _references(self, split: str) -> dict[str, list[dict]] | None:
+        """All reference answers of a templated QA split's questions, with their positions (the
+        instructions hold one answer, without its position)."""
         if self.task != "qa" or self.template is None:
             return None
         source = "train" if self._held_out(split) else split
         return reference_answers(self._files(source), self.template, self.reader_args)
 
-    def _encode_examples(self, examples: list, desc: str, references: dict[str, list[str]] | None = None):
+    def _encode_examples(self, examples: list, desc: str, references: dict[str, list[dict]] | None = None):
         from datasets import Dataset
 
         columns, encode = self._encoder(examples, references)

@@ -66,10 +66,13 @@ def encode_classification(tokenizer, max_length: int) -> Callable[[dict], dict]:
     return encode
 
 
-def qa_columns(examples: list[Example], references: dict[str, list[str]] | None = None) -> dict[str, list]:
-    """The QA columns; ``answers`` are the reference answers that score a prediction: those of
-    ``references`` (e.g. every annotator's answer of a SQuAD question) where it has the example's
-    id, else the instruction's own answer (none for an unanswerable question)."""
+def qa_columns(examples: list[Example], references: dict[str, list[dict]] | None = None) -> dict[str, list]:
+    """The QA columns; ``answers`` are the reference answers' texts that score a prediction: those
+    of ``references`` (``{"text", "answer_start"}`` per answer of a raw record, e.g. every
+    annotator's answer of a SQuAD question) where it has the example's id, else the instruction's
+    own answer (none for an unanswerable question). ``answer_start`` is where the first reference
+    with the instruction's answer text starts, when known: labels then point at that occurrence,
+    not at the text's first one."""
     fields = [e.instruction.fields for e in examples]
     references = references or {}
     return {
@@ -77,18 +80,25 @@ def qa_columns(examples: list[Example], references: dict[str, list[str]] | None 
         "question": [f["question"] for f in fields],
         "context": [f["context"] for f in fields],
         "answer": [f.get("answer") for f in fields],
+        "answer_start": [_answer_start(references.get(e.id, []), f.get("answer")) for e, f in zip(examples, fields)],
         "answers": [
-            list(references[e.id]) if e.id in references else [f["answer"]] if "answer" in f else []
+            [a["text"] for a in references[e.id]] if e.id in references else [f["answer"]] if "answer" in f else []
             for e, f in zip(examples, fields)
         ],
     }
 
 
+def _answer_start(references: list[dict], answer: str | None) -> int | None:
+    return next((a.get("answer_start") for a in references if answer is not None and a["text"] == answer), None)
+
+
 def encode_qa(tokenizer, max_length: int, doc_stride: int) -> Callable[[dict], dict]:
     def encode(batch: dict) -> dict:
+        # The reference's start when the instruction's context has the answer there (it does, unless
+        # a template rewrote the context), else the answer's first occurrence.
         starts = [
-            None if answer is None else answer_char_span(context, answer)[0]
-            for context, answer in zip(batch["context"], batch["answer"])
+            None if answer is None else answer_char_span(context, answer, hint)[0]
+            for context, answer, hint in zip(batch["context"], batch["answer"], batch["answer_start"])
         ]
         features = prepare_qa_features(
             tokenizer,

@@ -38,15 +38,18 @@ def templated(
             index += 1
 
 
-def reference_answers(files: list[Path], template_name: str, reader_args: dict[str, Any]) -> dict[str, list[str]]:
-    """``{record id: every reference answer's text}`` for raw records that list ``answers``.
+def reference_answers(files: list[Path], template_name: str, reader_args: dict[str, Any]) -> dict[str, list[dict]]:
+    """``{record id: its reference answers}`` for raw records that list ``answers``, each answer
+    as the reader gives it: ``{"text", "answer_start"}``.
 
-    Why: a template's instruction holds one answer (the first), but SQuAD-style files give each
-    question several annotators' answers, and EM/F1 score a prediction against all of them.
+    Why: a template's instruction holds one answer (the first) and not where it is, but SQuAD-style
+    files give each question several annotators' answers, which EM/F1 score a prediction against,
+    and say where the answer is when its text occurs more than once in the context (a bAbI
+    location is mentioned many times; the supporting fact's mention is the one to point at).
     """
     reader = reader_for(template_name)
     return {
-        str(record["id"]): [answer["text"] for answer in record["answers"]]
+        str(record["id"]): [dict(answer) for answer in record["answers"]]
         for path in files
         for record in reader(path, **reader_args)
         if isinstance(record.get("answers"), list)
