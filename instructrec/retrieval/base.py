@@ -103,10 +103,17 @@ class RecencyPrior(Retriever):
     earlier one ("Mary went to the garden" after "Mary went to the kitchen"). Only differences
     within one query's candidates matter, so ``weight`` is per passage position: with BM25 scores,
     0.05 lets a passage 10 positions later beat one scoring up to 0.5 higher.
+
+    ``only_matches``: add the prior only where the retriever scored the passage above 0, so that a
+    passage sharing no term with the query is never lifted. With a large ``weight`` (1.0 for BM25)
+    this ranks "the latest passage that mentions the query", which length normalisation alone gets
+    wrong ("John put down the football." loses to a shorter earlier football fact).
     """
 
-    def __init__(self, retriever: Retriever, weight: float = 0.05):
-        self.retriever, self.kb, self.weight = retriever, retriever.kb, weight
+    def __init__(self, retriever: Retriever, weight: float = 0.05, *, only_matches: bool = False):
+        self.retriever, self.kb, self.weight, self.only_matches = retriever, retriever.kb, weight, only_matches
 
     def score_matrix(self, queries: Sequence[str]) -> np.ndarray:
-        return self.retriever.score_matrix(queries) + self.weight * np.arange(len(self.kb))[None, :]
+        scores = self.retriever.score_matrix(queries)
+        prior = self.weight * np.arange(len(self.kb))[None, :]
+        return np.where(scores > 0, scores + prior, scores) if self.only_matches else scores + prior

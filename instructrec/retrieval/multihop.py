@@ -34,6 +34,21 @@ def bridge_query(question: str, selected: list[str]) -> str:
     return " ".join(word for word in selected[-1].split() if word.strip(_PUNCTUATION).lower() not in asked)
 
 
+def bridge_entities(question: str, selected: list[str]) -> str:
+    """:func:`bridge_query` narrowed to names: the capitalised words of the passage selected last
+    that the question does not have (all its new words when it has no such name).
+
+    Why: in "John got the football there." the bridge is John; "got" and "there" would match every
+    other fact where someone got something. Bridge entities are names in bAbI and HotpotQA alike.
+    """
+    if not selected:
+        return question
+    asked = {word.strip(_PUNCTUATION).lower() for word in question.split()}
+    words = (word.strip(_PUNCTUATION) for word in selected[-1].split())
+    names = [word for word in words if word[:1].isupper() and word.lower() not in asked]
+    return " ".join(names) or bridge_query(question, selected)
+
+
 _PUNCTUATION = ".,;:!?\"'()"
 
 
