@@ -179,7 +179,8 @@ def test_min_null_score_over_windows_and_official_files(tmp_path):
     paths = write_prediction_files(tmp_path, ["q0", "q1"], predictions, version_2=True)
     assert json.loads(paths["predictions"].read_text()) == {"q0": "alpha", "q1": "gamma"}
     nbest = json.loads(paths["nbest_predictions"].read_text())
-    assert set(nbest["q0"][0]) == {"text", "probability", "start_logit", "end_logit"}
+    assert set(nbest["q0"][0]) == {"text", "probability", "start_logit", "end_logit", "offsets"}
+    assert [contexts[1][slice(*c["offsets"])] for c in nbest["q1"] if c["text"]] == [c["text"] for c in nbest["q1"] if c["text"]]
     odds = json.loads(paths["null_odds"].read_text())
     assert odds == {"q0": -2.0 - 2.0, "q1": 0.0 - 8.0}
     data = [{"paragraphs": [{"context": "", "qas": [{"id": "q0", "answers": []}, {"id": "q1", "answers": [{"text": "gamma"}]}]}]}]

@@ -8,6 +8,7 @@ import re
 import pytest
 
 from instructrec.data import raw
+from instructrec.data.babi import read_babi
 from instructrec.instructions import InstructionError
 from instructrec.instructions import templates
 
@@ -205,6 +206,9 @@ def test_read_babi_qa_context_is_the_story_so_far(tmp_path):
     (answer,) = first["answers"]
     assert first["context"][answer["answer_start"] :].startswith("hall.") and answer["text"] == "hall"
     assert records[1]["context"] == "Sandra went to the office."
+    story = read_babi(tmp_path / "qa2_train.txt")[0]
+    assert story.context_before(5) == (first["context"], {1: 0, 2: 26, 3: 51, 4: 76})
+    assert story.fact_at(5, answer["answer_start"]) == 4 and story.fact_at(5, 25) is None  # the space between
     instruction = templates.get_template("babi").apply(first, seed=0, index=0)
     assert (instruction.task, instruction.answer, instruction.fields["context"]) == ("qa", "hall", first["context"])
 

@@ -29,6 +29,21 @@ class BabiStory:
         """Line numbers of the facts told before the question on ``line``."""
         return [n for n in self.facts if n < line]
 
+    def context_before(self, line: int) -> tuple[str, dict[int, int]]:
+        """The story told before the question on ``line`` as one text (facts joined by spaces), and
+        each fact's character start in it: a reader's answer span maps back to its fact."""
+        starts, context = {}, ""
+        for n in self.facts_before(line):
+            starts[n] = len(context) + (1 if context else 0)
+            context = f"{context} {self.facts[n]}" if context else self.facts[n]
+        return context, starts
+
+    def fact_at(self, line: int, char: int) -> int | None:
+        """The line number of the fact that character ``char`` of :meth:`context_before` lies in."""
+        _, starts = self.context_before(line)
+        inside = [n for n, start in starts.items() if start <= char < start + len(self.facts[n])]
+        return inside[0] if inside else None
+
 
 def read_babi(path: PathLike) -> list[BabiStory]:
     """The stories of a bAbI task file: numbered lines, a new story where numbering restarts at 1;

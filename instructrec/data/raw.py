@@ -333,11 +333,7 @@ def read_babi_qa(path: PathLike) -> list[Record]:
     records: list[Record] = []
     for story in stories:
         for question in story.questions:
-            lines = story.facts_before(question.line)
-            starts, context = {}, ""
-            for n in lines:
-                starts[n] = len(context) + (1 if context else 0)
-                context = f"{context} {story.facts[n]}" if context else story.facts[n]
+            context, starts = story.context_before(question.line)
             holding = [n for n in question.supporting if n in starts and question.answer in story.facts[n]]
             start = starts[holding[-1]] + story.facts[holding[-1]].index(question.answer) if holding else None
             records.append({

@@ -413,7 +413,8 @@ def write_prediction_files(
     folder: str | Path, ids: Sequence[str], predictions: Sequence[QAPrediction], *, version_2: bool = False
 ) -> dict[str, Path]:
     """Write ``predictions.json`` (id -> text), ``nbest_predictions.json`` (id -> list of ``text,
-    probability, start_logit, end_logit``) and, for SQuAD 2.0, ``null_odds.json`` (id -> null odds,
+    probability, start_logit, end_logit, offsets``: the span's characters in the context, as
+    Hugging Face's run_qa writes them; ``[-1, -1]`` for the null answer) and, for SQuAD 2.0, ``null_odds.json`` (id -> null odds,
     the ``--na-prob-file`` of ``evaluate-v2.0.py``). Returns the paths by file stem."""
     if len(ids) != len(predictions):
         raise ValueError(f"{len(ids)} ids for {len(predictions)} predictions")
@@ -423,7 +424,13 @@ def write_prediction_files(
         "predictions": {i: p.text for i, p in zip(ids, predictions)},
         "nbest_predictions": {
             i: [
-                {"text": c.text, "probability": c.probability, "start_logit": c.start_logit, "end_logit": c.end_logit}
+                {
+                    "text": c.text,
+                    "probability": c.probability,
+                    "start_logit": c.start_logit,
+                    "end_logit": c.end_logit,
+                    "offsets": [c.start_char, c.end_char],
+                }
                 for c in p.nbest
             ]
             for i, p in zip(ids, predictions)
