@@ -1,16 +1,22 @@
-"""bAbI tasks 1-3: answer accuracy of one MiniLM-L6 reader (trained on the three train files, the
-story so far as each question's context) and the supporting-fact recall of multi-hop retrieval
-traces over the stories' facts. Writes results.csv and results.md beside this file.
+"""bAbI tasks 1-3: answer accuracy of a MiniLM-L6 reader per task (trained on the task's train
+file, the story so far as each question's context; tested on its test file) and the
+supporting-fact recall of multi-hop retrieval traces over the stories' facts. Writes results.csv
+and results.md beside this file.
 
-    python experiments/qa_babi/run.py                   # fit + test + traces
+    python experiments/qa_babi/run.py                   # fit + test per task, then traces
+    python experiments/qa_babi/run.py --tasks qa1 qa2   # some tasks (results of the others kept)
     python experiments/qa_babi/run.py --traces_only     # retrieval traces alone (seconds)
 
-Accuracy: ``instructrec fit --config configs/qa/babi_multihop.yaml``, then ``test`` on each task's
-test file alone (exact match of the one-word answer = accuracy). Traces: the knowledge base is the
-test file's facts; for each question, retrieval may only select facts told before it; hop count =
-the task's number of supporting facts; BM25 with a recency prior (later facts supersede earlier
-ones), hop 1 queries with the question, later hops with the bridge words of the fact selected last
-(:func:`instructrec.retrieval.multihop.bridge_query`).
+Accuracy: ``instructrec fit --config configs/qa/babi_multihop.yaml`` with the task's files and
+window length, early stopping on the held-out 10% of train, then ``test`` of the best checkpoint
+(exact match of the one-word answer = accuracy). Traces: the knowledge base is the test file's
+facts; for each question, retrieval may only select facts told before it. Retrieval alone: hops =
+the task's number of supporting facts; BM25 where the latest matching fact wins
+(``RecencyPrior(only_matches=True)``: later facts supersede earlier ones), hop 1 queries with the
+question, later hops with the names in the fact selected last
+(:func:`instructrec.retrieval.multihop.bridge_entities`). Retrieval + reader: one retrieval hop
+fewer, and the fact that holds the reader's answer span (``instructrec predict`` n-best offsets)
+is the last.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import argparse
 import csv
 import os
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -27,29 +34,42 @@ from common import run_config  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 CONFIG = ROOT / "configs" / "qa" / "babi_multihop.yaml"
-TASKS = {  # name: (file stem, supporting facts per question = hops)
-    "qa1": ("qa1_single-supporting-fact", 1),
-    "qa2": ("qa2_two-supporting-facts", 2),
-    "qa3": ("qa3_three-supporting-facts", 3),
+TASKS = {  # name: (file stem, supporting facts per question = hops, reader window in tokens)
+    "qa1": ("qa1_single-supporting-fact", 1, 128),  # every story fits (longest: 76 tokens)
+    "qa2": ("qa2_two-supporting-facts", 2, 256),  # 98% fit
+    "qa3": ("qa3_three-supporting-facts", 3, 384),  # 70% fit; the rest is read in windows
 }
-FIELDS = ["task", "accuracy", "all_supporting_found", "supporting_fact_recall", "questions", "hops", "epochs"]
+FIELDS = ["task", "accuracy", "all_supporting_found", "supporting_fact_recall", "reader_all_found", "reader_recall",
+          "questions", "hops", "epochs", "max_length", "train_seconds"]
 
 
-def trace_recall(data: Path, task: str) -> dict:
-    """Share of questions whose supporting facts are all in the trace, and of supporting facts found."""
+def trace_recall(data: Path, task: str, answer_facts: dict[str, str] | None = None) -> dict:
+    """Share of questions whose supporting facts are all in the trace, and of supporting facts found.
+
+    Retrieval alone: as many hops as the task has supporting facts. With ``answer_facts`` (question
+    id -> the fact the reader's answer span lies in), one hop fewer, and the answer's fact ends the
+    trace: the reader, which has seen the whole story, is the last hop's selector.
+    """
     from instructrec.retrieval import KnowledgeBase
-    from instructrec.retrieval.knowledge_base import babi_questions
     from instructrec.retrieval.base import RecencyPrior
     from instructrec.retrieval.bm25 import BM25Retriever
-    from instructrec.retrieval.multihop import MultiHopRetriever, bridge_query
+    from instructrec.retrieval.knowledge_base import babi_questions
+    from instructrec.retrieval.multihop import MultiHopRetriever, bridge_entities
 
-    stem, hops = TASKS[task]
+    stem, hops, _ = TASKS[task]
     path = data / "babi_en_1k" / f"{stem}_test.txt"
     kb = KnowledgeBase.from_babi(path)
     questions, allowed, gold = babi_questions(kb, path)
-    retriever = MultiHopRetriever(RecencyPrior(BM25Retriever(kb), 0.05), hops=hops, select=1, reformulate=bridge_query)
-    results = retriever.retrieve(questions, allowed=allowed)
-    found = [g & {step.passage_id for step in r.trace} for r, g in zip(results, gold)]
+    retrieval_hops = hops - 1 if answer_facts is not None else hops
+    traces = [set() for _ in questions]
+    if retrieval_hops:
+        latest = RecencyPrior(BM25Retriever(kb), 1.0, only_matches=True)
+        retriever = MultiHopRetriever(latest, hops=retrieval_hops, select=1, reformulate=bridge_entities)
+        traces = [{step.passage_id for step in r.trace} for r in retriever.retrieve(questions, allowed=allowed)]
+    if answer_facts is not None:
+        ids = [qid for qid, _, _ in questions_of(path)]
+        traces = [trace | {answer_facts[i]} if answer_facts.get(i) else trace for trace, i in zip(traces, ids)]
+    found = [g & t for t, g in zip(traces, gold)]
     return {
         "all_supporting_found": sum(f == g for f, g in zip(found, gold)) / len(gold),
         "supporting_fact_recall": sum(len(f) for f in found) / sum(len(g) for g in gold),
@@ -58,50 +78,113 @@ def trace_recall(data: Path, task: str) -> dict:
     }
 
 
-def accuracies(args) -> tuple[dict[str, float], int]:
-    """Fit the reader on the three tasks, then test it on each task's test file alone."""
+def questions_of(path: Path) -> list[tuple[str, object, int]]:
+    """``(question id, story, question line)`` per question in file order (that of
+    ``babi_questions``); the id is the one ``read_babi_qa`` gives its record."""
+    from instructrec.data.babi import read_babi
+
+    return [(f"{path.name}:s{story.index}:{q.line}", story, q.line) for story in read_babi(path) for q in story.questions]
+
+
+def answer_facts(data: Path, task: str, args) -> dict[str, str] | None:
+    """Question id -> passage id of the fact holding the reader's best span on the test file, from
+    ``instructrec predict`` with the task's best checkpoint (None when there is none)."""
+    import json
+
     from instructrec.cli import run_lightning
 
-    out = Path(args.work_dir)
+    stem, _, max_length = TASKS[task]
+    out = Path(args.work_dir) / task
+    checkpoint = out / "checkpoints" / "best.ckpt"
+    if not checkpoint.exists():
+        return None
+    test = data / "babi_en_1k" / f"{stem}_test.txt"
+    run_lightning([
+        "predict", "--config", str(out / "config.yaml"), "--trainer.logger=false",
+        "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={out}",
+        f"--data.init_args.cache_dir={Path(args.work_dir) / 'cache'}", "--data.init_args.train=null",
+        "--data.init_args.test=null", f"--data.init_args.predict={test}", f"--data.init_args.max_length={max_length}",
+        f"--data.init_args.doc_stride={max_length // 2}", f"--ckpt_path={checkpoint}",
+    ])
+    nbest = json.loads((out / "predictions" / "nbest_predictions.json").read_text(encoding="utf-8"))
+    facts = {}
+    for qid, story, line in questions_of(test):
+        best = nbest.get(qid, [{}])[0]
+        fact = story.fact_at(line, best["offsets"][0]) if best.get("text") else None
+        facts[qid] = None if fact is None else f"s{story.index}:{fact}"
+    return facts
+
+
+def accuracy(task: str, args) -> dict:
+    """Fit a reader on the task's train file, then test its best checkpoint on the task's test file."""
+    from instructrec.cli import run_lightning
+
+    stem, _, max_length = TASKS[task]
+    out = Path(args.work_dir) / task
     config = str(run_config(CONFIG, out))
-    common = ["--trainer.logger=false", "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={out}",
-              f"--data.init_args.cache_dir={out / 'cache'}", f"--trainer.max_epochs={args.epochs}"]
-    cli = run_lightning(["fit", "--config", config, *common, "--test_after_fit=false"])
-    best = cli.trainer.checkpoint_callback.best_model_path or None
-    result = {}
-    for task, (stem, _) in TASKS.items():
-        test_file = f"${{INSTRUCTREC_DATA}}/babi_en_1k/{stem}_test.txt"
-        tested = run_lightning(["test", "--config", config, *common, f"--data.init_args.test=[{test_file}]",
-                                *([f"--ckpt_path={best}"] if best else [])])
-        result[task] = float(tested.trainer.callback_metrics["test/exact_match"]) / 100
-    return result, cli.trainer.current_epoch
+    files = "${INSTRUCTREC_DATA}/babi_en_1k/" + stem
+    started = time.perf_counter()
+    cli = run_lightning([
+        "fit", "--config", config, "--trainer.logger=false", "--trainer.enable_progress_bar=false",
+        f"--trainer.default_root_dir={out}", f"--data.init_args.cache_dir={Path(args.work_dir) / 'cache'}",
+        f"--trainer.max_epochs={args.max_epochs}", f"--data.init_args.train={files}_train.txt",
+        f"--data.init_args.test={files}_test.txt", f"--data.init_args.max_length={max_length}",
+        f"--data.init_args.doc_stride={max_length // 2}", "--test_after_fit=true",
+    ])
+    return {
+        "accuracy": float(cli.trainer.callback_metrics["test/exact_match"]) / 100,
+        "epochs": cli.trainer.current_epoch,
+        "max_length": max_length,
+        "train_seconds": round(time.perf_counter() - started),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=os.environ.get("INSTRUCTREC_DATA", str(ROOT.parent / "shared" / "data")))
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--max_epochs", type=int, default=20, help="upper bound; early stopping usually ends first")
     parser.add_argument("--traces_only", action="store_true")
     parser.add_argument("--work_dir", default="runs/experiments/qa_babi")
     parser.add_argument("--out", default=str(HERE))
     args = parser.parse_args()
     os.environ.setdefault("INSTRUCTREC_DATA", args.data)
-    accuracy, epochs = ({}, 0) if args.traces_only else accuracies(args)
-    rows = []
-    for task in TASKS:
-        row = {"task": task, "accuracy": accuracy.get(task, ""), "epochs": epochs or "", **trace_recall(Path(args.data), task)}
-        rows.append(row)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    csv_path = Path(args.out) / "results.csv"
+    # Tasks not run this time keep their earlier reader results.
+    rows = {row["task"]: row for row in csv.DictReader(csv_path.open(encoding="utf-8"))} if csv_path.exists() else {}
+    for task in args.tasks:
+        row = {**{name: "" for name in FIELDS}, **rows.get(task, {}), "task": task}
+        if not args.traces_only:
+            row.update(accuracy(task, args))
+        row.update(trace_recall(Path(args.data), task))
+        facts = answer_facts(Path(args.data), task, args)
+        if facts is not None:
+            reader = trace_recall(Path(args.data), task, facts)
+            row.update(reader_all_found=reader["all_supporting_found"], reader_recall=reader["supporting_fact_recall"])
+        rows[task] = row
         print(row, flush=True)
-    with (Path(args.out) / "results.csv").open("w", newline="", encoding="utf-8") as handle:
+        write(rows, csv_path, Path(args.out) / "results.md")
+
+
+def write(rows: dict[str, dict], csv_path: Path, md_path: Path) -> None:
+    ordered = [rows[task] for task in TASKS if task in rows]
+    with csv_path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=FIELDS)
         writer.writeheader()
-        writer.writerows(rows)
-    lines = ["| task | answer accuracy (%) | questions with every supporting fact in the trace (%) | supporting-fact recall (%) | hops |",
-             "|---|---|---|---|---|"]
-    for row in rows:
-        acc = "not run" if row["accuracy"] == "" else f"{100 * row['accuracy']:.1f}"
-        lines.append(f"| {row['task']} | {acc} | {100 * row['all_supporting_found']:.1f} | {100 * row['supporting_fact_recall']:.1f} | {row['hops']} |")
-    (Path(args.out) / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        writer.writerows(ordered)
+    lines = ["| task | answer accuracy (%) | reader window (tokens) | epochs | every supporting fact in the trace (%): retrieval / retrieval + reader | supporting-fact recall (%): retrieval / retrieval + reader | hops |",
+             "|---|---|---|---|---|---|---|"]
+
+    def percent(value) -> str:
+        return "-" if value in ("", None) else f"{100 * float(value):.1f}"
+
+    for row in ordered:
+        acc = "not run" if row["accuracy"] == "" else percent(row["accuracy"])
+        lines.append(f"| {row['task']} | {acc} | {row['max_length']} | {row['epochs']} "
+                     f"| {percent(row['all_supporting_found'])} / {percent(row.get('reader_all_found'))} "
+                     f"| {percent(row['supporting_fact_recall'])} / {percent(row.get('reader_recall'))} | {row['hops']} |")
+    md_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
