@@ -209,6 +209,10 @@ def test_read_babi_qa_context_is_the_story_so_far(tmp_path):
     story = read_babi(tmp_path / "qa2_train.txt")[0]
     assert story.context_before(5) == (first["context"], {1: 0, 2: 26, 3: 51, 4: 76})
     assert story.fact_at(5, answer["answer_start"]) == 4 and story.fact_at(5, 25) is None  # the space between
+    assert story.context_before(5, max_facts=2) == ("John went to the garden. Mary went to the hall.", {3: 0, 4: 25})
+    (latest, _) = raw.read_babi_qa(tmp_path / "qa2_train.txt", max_facts=2)
+    assert latest["context"] == "John went to the garden. Mary went to the hall."
+    assert latest["context"][latest["answers"][0]["answer_start"]:].startswith("hall.")
     instruction = templates.get_template("babi").apply(first, seed=0, index=0)
     assert (instruction.task, instruction.answer, instruction.fields["context"]) == ("qa", "hall", first["context"])
 

@@ -25,22 +25,29 @@ class BabiStory:
     facts: dict[int, str]  # line number -> fact sentence
     questions: list[BabiQuestion]
 
-    def facts_before(self, line: int) -> list[int]:
-        """Line numbers of the facts told before the question on ``line``."""
-        return [n for n in self.facts if n < line]
+    def facts_before(self, line: int, max_facts: int | None = None) -> list[int]:
+        """Line numbers of the facts told before the question on ``line``; the last ``max_facts``
+        of them when given (a reader's memory, see :meth:`context_before`)."""
+        facts = [n for n in self.facts if n < line]
+        return facts[-max_facts:] if max_facts else facts
 
-    def context_before(self, line: int) -> tuple[str, dict[int, int]]:
+    def context_before(self, line: int, max_facts: int | None = None) -> tuple[str, dict[int, int]]:
         """The story told before the question on ``line`` as one text (facts joined by spaces), and
-        each fact's character start in it: a reader's answer span maps back to its fact."""
+        each fact's character start in it: a reader's answer span maps back to its fact.
+
+        ``max_facts`` keeps only the latest facts, as End-to-End Memory Networks kept the 50 most
+        recent sentences: bAbI's supporting facts are recent (tasks 1-3: all within the last 40),
+        while whole task-3 stories run to 1,400 tokens.
+        """
         starts, context = {}, ""
-        for n in self.facts_before(line):
+        for n in self.facts_before(line, max_facts):
             starts[n] = len(context) + (1 if context else 0)
             context = f"{context} {self.facts[n]}" if context else self.facts[n]
         return context, starts
 
-    def fact_at(self, line: int, char: int) -> int | None:
+    def fact_at(self, line: int, char: int, max_facts: int | None = None) -> int | None:
         """The line number of the fact that character ``char`` of :meth:`context_before` lies in."""
-        _, starts = self.context_before(line)
+        _, starts = self.context_before(line, max_facts)
         inside = [n for n, start in starts.items() if start <= char < start + len(self.facts[n])]
         return inside[0] if inside else None
 

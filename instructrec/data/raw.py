@@ -317,12 +317,13 @@ def _lines(path: PathLike, encoding: str | None) -> list[tuple[int, str]]:
 # -- bAbI ------------------------------------------------------------------------------------------
 
 
-def read_babi_qa(path: PathLike) -> list[Record]:
+def read_babi_qa(path: PathLike, max_facts: int | None = None) -> list[Record]:
     """One SQuAD-style record per question of a bAbI task file: the ``context`` is the story told
-    so far (its facts in order, joined by spaces), ``answers`` the one answer, located in the
-    last supporting fact that contains it. Also ``story`` (0-based) and ``supporting`` (the facts'
-    line numbers). ``id`` is ``<file name>:s<story>:<line>``; ``record`` the question's 1-based
-    position in the file."""
+    so far (its facts in order, joined by spaces; only the last ``max_facts`` when given, see
+    :meth:`~instructrec.data.babi.BabiStory.context_before`), ``answers`` the one answer, located in
+    the last supporting fact that contains it. Also ``story`` (0-based) and ``supporting`` (the
+    facts' line numbers). ``id`` is ``<file name>:s<story>:<line>``; ``record`` the question's
+    1-based position in the file."""
     from instructrec.data.babi import read_babi
 
     source, name = str(path), Path(path).name
@@ -333,7 +334,7 @@ def read_babi_qa(path: PathLike) -> list[Record]:
     records: list[Record] = []
     for story in stories:
         for question in story.questions:
-            context, starts = story.context_before(question.line)
+            context, starts = story.context_before(question.line, max_facts)
             holding = [n for n in question.supporting if n in starts and question.answer in story.facts[n]]
             start = starts[holding[-1]] + story.facts[holding[-1]].index(question.answer) if holding else None
             records.append({
