@@ -71,7 +71,7 @@ def test_fit_on_cached_logits_then_report(tmp_path, teacher, monkeypatch):
 def test_all_four_parts_train_with_the_teacher_online(teacher):
     model = DistillationModule(teacher=str(teacher), student_layers=[1, 3], soft_weight=1.0, hard_weight=1.0,
                                hidden_weight=1.0, attention_weight=1.0, attention_style="minilm")
-    assert model.layer_map == [[0, 0], [1, 2], [2, 4]] and model.attention_loss.layer_map == [(0, 1), (1, 3)]
+    assert model.layer_map == [[0, 0], [1, 3], [2, 6]] and model.attention_loss.layer_map == [(0, 2), (1, 5)]
     batch = random_batch()
     weights, temperature = model.current_weights()
     task = "classification"

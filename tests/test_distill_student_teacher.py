@@ -36,10 +36,11 @@ def test_student_from_teacher_layers_has_their_weights(teacher_folder):
     per_layer = students.count_parameters(teacher.encoder.encoder.layer[0])
     pooler = students.count_parameters(teacher.encoder.pooler)
     assert students.count_parameters(encoder) == students.count_parameters(teacher.encoder) - 3 * per_layer - pooler
-    # It runs and its layer map pairs copied layers.
+    # It runs; its layer map pairs each copied layer with the end of the teacher block it replaces.
     out = encoder(**{k: v for k, v in random_batch().items() if k != "labels"}, output_hidden_states=True)
     assert len(out.hidden_states) == 4
-    assert students.selection_layer_map([0, 2, 4]) == [[0, 0], [1, 1], [2, 3], [3, 5]]
+    assert students.selection_layer_map([0, 2, 4], 6) == [[0, 0], [1, 2], [2, 4], [3, 6]]
+    assert students.selection_layer_map([1, 2], 4) == [[0, 0], [1, 2], [2, 4]]
     assert students.uniform_layer_map(3, 6) == [[0, 0], [1, 2], [2, 4], [3, 6]]
     assert students.attention_map([[0, 0], [1, 1], [2, 3]]) == [[0, 0], [1, 2]]
 

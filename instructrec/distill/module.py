@@ -83,7 +83,8 @@ class DistillationModule(L.LightningModule):
         temperature: the soft-target temperature, a number or a schedule.
         layer_map: ``[[student, teacher], ...]`` ``hidden_states`` indices (0 = embeddings) for
             hidden-state transfer; attention transfer uses the same pairs shifted to layers.
-            Default: the copied layers (``teacher_layers``), else TinyBERT's uniform map.
+            Default: each copied layer to the end of the teacher block it replaces
+            (``teacher_layers``), else TinyBERT's uniform map.
         attention_style: ``minilm`` (KL of attention distributions) or ``tinybert`` (MSE).
         init_heads_from_teacher: copy the teacher's heads when both read the same hidden size
             (checkpoint teachers; transformers heads read the pooler and are not copied).
@@ -134,7 +135,7 @@ class DistillationModule(L.LightningModule):
             self._copy_teacher_heads()
         if layer_map is None:
             layer_map = (
-                students.selection_layer_map(student_layers)
+                students.selection_layer_map(student_layers, students.num_layers(self.teacher.encoder))
                 if student_init == "teacher_layers"
                 else students.uniform_layer_map(students.num_layers(encoder), students.num_layers(self.teacher.encoder))
             )

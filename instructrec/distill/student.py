@@ -134,10 +134,17 @@ def default_layers(teacher_layers: int) -> list[int]:
     return list(range(0, teacher_layers, 2))
 
 
-def selection_layer_map(layers: list[int]) -> list[list[int]]:
-    """Hidden-state map for a student built from teacher ``layers``: embeddings to embeddings,
-    student layer ``i`` to the teacher layer it was copied from (``hidden_states`` indices)."""
-    return [[0, 0]] + [[i + 1, layer + 1] for i, layer in enumerate(layers)]
+def selection_layer_map(layers: list[int], teacher_layers: int) -> list[list[int]]:
+    """Hidden-state map for a student built from teacher ``layers`` (``hidden_states`` indices):
+    embeddings to embeddings, and student layer ``i`` to the teacher's output at the end of the
+    block it stands for, i.e. just before the next copied layer (the last: the teacher's output).
+
+    Why not the layer it was copied from: student layer ``i`` replaces teacher layers
+    ``layers[i] .. layers[i+1] - 1``, and its output feeds what the teacher's next block read; the
+    last one's output is what the (copied) head reads, which the teacher computes in its last layer.
+    """
+    ends = [*layers[1:], teacher_layers]
+    return [[0, 0]] + [[i + 1, end] for i, end in enumerate(ends)]
 
 
 def uniform_layer_map(student_layers: int, teacher_layers: int) -> list[list[int]]:
