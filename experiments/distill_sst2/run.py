@@ -56,6 +56,7 @@ def run_one(variant: str, seed: int, args) -> dict:
         "--trainer.default_root_dir", str(out),
         "--data.init_args.cache_dir", str(Path(args.work_dir) / "cache"),
         "--test_after_fit", "true",
+        *([f"--model.init_args.layer_map={args.layer_map}"] if args.layer_map else []),
         *([f"--trainer.limit_val_batches={args.limit_eval_batches}", f"--trainer.limit_test_batches={args.limit_eval_batches}"]
           if args.limit_eval_batches else []),
     ]
@@ -120,6 +121,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--train_examples", type=int, default=20000,
                         help="training sentences (a seeded subset; the teacher's 20,000 contain the smaller ones)")
+    parser.add_argument("--layer_map", default=None,
+                        help="hidden-state pairs [[student, teacher], ...]; default: the module's")
     parser.add_argument("--limit_eval_batches", type=int, default=None, help="for a quick check of the pipeline")
     parser.add_argument("--merge", nargs="+", default=None, metavar="CSV",
                         help="only combine the results.csv of runs made in parallel into --out")
