@@ -117,6 +117,15 @@ def encode_qa(tokenizer, max_length: int, doc_stride: int) -> Callable[[dict], d
     return encode
 
 
+# What an encoder reads of a batch (models, students and teachers alike).
+ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def encoder_inputs(batch: dict) -> dict:
+    """The batch's tensors an encoder reads (``token_type_ids`` only where the tokenizer makes them)."""
+    return {key: batch[key] for key in ENCODER_INPUTS if key in batch}
+
+
 # The columns a model reads; the rest (ids, offsets) stay in the data set for post-processing.
 MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "labels", "start_positions", "end_positions")
 # What turns a QA feature's logits into an answer text and scores it: evaluation and prediction

@@ -15,19 +15,11 @@ import torch
 
 Logits = Union[torch.Tensor, tuple]
 
-ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
-
 @dataclass
 class ModelOutputs:
     logits: Logits
     hidden_states: tuple | None = None
     attentions: tuple | None = None
-
-
-def encoder_inputs(batch: dict) -> dict:
-    """The batch's tensors an encoder reads."""
-    return {key: batch[key] for key in ENCODER_INPUTS if key in batch}
 
 
 def logit_groups(task_type: str) -> tuple[str, ...]:

@@ -22,7 +22,8 @@ import copy
 from torch import nn
 
 from instructrec import backbones
-from instructrec.distill.outputs import ModelOutputs, encoder_inputs
+from instructrec.data.encoding import encoder_inputs
+from instructrec.distill.outputs import ModelOutputs
 from instructrec.models.heads import build_head
 
 INITS = ("teacher_layers", "pretrained", "random")

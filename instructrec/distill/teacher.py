@@ -30,7 +30,8 @@ from torch import nn
 
 from instructrec.data.cache import file_digest
 from instructrec.data.paths import resolve_path
-from instructrec.distill.outputs import ModelOutputs, encoder_inputs
+from instructrec.data.encoding import encoder_inputs
+from instructrec.distill.outputs import ModelOutputs
 from instructrec.models.checkpoints import load_module
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

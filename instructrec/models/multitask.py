@@ -26,11 +26,10 @@ import torch
 from torch import nn
 
 from instructrec import backbones
+from instructrec.data.encoding import encoder_inputs
 from instructrec.models.heads import TaskHead, build_head
 from instructrec.models.optim import adamw_with_warmup
 from instructrec.models.weighting import DynamicWeightAveraging, build_weighting
-
-ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 class MultiTaskModule(L.LightningModule):
@@ -111,7 +110,7 @@ class MultiTaskModule(L.LightningModule):
         return task
 
     def _outputs(self, batch: dict, name: str):
-        return self(**{k: batch[k] for k in ENCODER_INPUTS if k in batch}, task=name)
+        return self(**encoder_inputs(batch), task=name)
 
     # -- training --------------------------------------------------------------------------------
 

@@ -25,13 +25,11 @@ import lightning as L
 import torch
 
 from instructrec import backbones
-from instructrec.data.encoding import TEXT_COLUMNS
+from instructrec.data.encoding import TEXT_COLUMNS, encoder_inputs
 from instructrec.models.heads import SpanHead
 from instructrec.models.optim import adamw_with_warmup
 from instructrec.qa.postprocess import QAPrediction, postprocess_qa_predictions
 from instructrec.qa.squad_metrics import best_thresholds, evaluate_v1, evaluate_v2
-
-ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 class QAReasoningModule(L.LightningModule):
@@ -80,7 +78,7 @@ class QAReasoningModule(L.LightningModule):
         return self.head(self.encoder(**inputs).last_hidden_state, attention_mask)
 
     def _outputs(self, batch: dict):
-        return self(**{k: batch[k] for k in ENCODER_INPUTS if k in batch})
+        return self(**encoder_inputs(batch))
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.head.loss(self._outputs(batch), batch)
