@@ -161,10 +161,8 @@ def main() -> None:
     os.environ.setdefault("INSTRUCTREC_DATA", args.data)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     csv_path = Path(args.out) / "results.csv"
-    # Tasks not run this time keep their earlier reader results.
-    rows = {row["task"]: row for row in csv.DictReader(csv_path.open(encoding="utf-8"))} if csv_path.exists() else {}
     for task in args.tasks:
-        row = {**{name: "" for name in FIELDS}, **rows.get(task, {}), "task": task}
+        row = {**{name: "" for name in FIELDS}, **read(csv_path).get(task, {}), "task": task}
         if not args.traces_only:
             row.update(accuracy(task, args))
         row.update(trace_recall(Path(args.data), task))
@@ -172,9 +170,16 @@ def main() -> None:
         if facts is not None:
             reader = trace_recall(Path(args.data), task, facts)
             row.update(reader_all_found=reader["all_supporting_found"], reader_recall=reader["supporting_fact_recall"])
-        rows[task] = row
         print(row, flush=True)
-        write(rows, csv_path, Path(args.out) / "results.md")
+        write({**read(csv_path), task: row}, csv_path, Path(args.out) / "results.md")
+
+
+def read(csv_path: Path) -> dict[str, dict]:
+    """The results written so far, by task: tasks not run this time keep theirs (read again before
+    each write, so runs of different tasks side by side do not overwrite each other)."""
+    if not csv_path.exists():
+        return {}
+    return {row["task"]: row for row in csv.DictReader(csv_path.open(encoding="utf-8"))}
 
 
 def write(rows: dict[str, dict], csv_path: Path, md_path: Path) -> None:
