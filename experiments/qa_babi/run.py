@@ -43,7 +43,7 @@ TASKS = {
     # and test): those fit in 267 tokens.
     "qa3": ("qa3_three-supporting-facts", 3, 320, 40),
 }
-FIELDS = ["task", "accuracy", "all_supporting_found", "supporting_fact_recall", "reader_all_found", "reader_recall",
+FIELDS = ["task", "start", "accuracy", "all_supporting_found", "supporting_fact_recall", "reader_all_found", "reader_recall",
           "questions", "hops", "epochs", "max_length", "train_seconds"]
 
 
@@ -120,6 +120,20 @@ def answer_facts(data: Path, task: str, args) -> dict[str, str] | None:
     return facts
 
 
+def exported(task: str, args) -> Path:
+    """The encoder (and tokenizer) of ``task``'s best reader as a transformers folder, for another
+    task's reader to start from (any backbone name may be such a folder)."""
+    from instructrec import backbones
+    from instructrec.models.checkpoints import load_module
+
+    folder = Path(args.work_dir) / task / "encoder"
+    if not (folder / "config.json").exists():
+        reader = load_module(Path(args.work_dir) / task / "checkpoints" / "best.ckpt")
+        reader.encoder.save_pretrained(folder)
+        backbones.load_tokenizer(reader.hparams["backbone"]).save_pretrained(folder)
+    return folder.resolve()
+
+
 def reader_args(max_facts: int | None) -> list[str]:
     return [f"--data.init_args.reader_args={{max_facts: {max_facts}}}"] if max_facts else []
 
@@ -132,9 +146,10 @@ def accuracy(task: str, args) -> dict:
     out = Path(args.work_dir) / task
     config = str(run_config(CONFIG, out))
     files = "${INSTRUCTREC_DATA}/babi_en_1k/" + stem
+    start = [f"--model.init_args.backbone={exported(args.init_from, args)}"] if args.init_from and args.init_from != task else []
     started = time.perf_counter()
     cli = run_lightning([
-        "fit", "--config", config, "--trainer.logger=false", "--trainer.enable_progress_bar=false",
+        "fit", "--config", config, *start, "--trainer.logger=false", "--trainer.enable_progress_bar=false",
         f"--trainer.default_root_dir={out}", f"--data.init_args.cache_dir={Path(args.work_dir) / 'cache'}",
         f"--trainer.max_epochs={args.max_epochs}", f"--data.init_args.train={files}_train.txt",
         f"--data.init_args.test={files}_test.txt", f"--data.init_args.max_length={max_length}",
@@ -142,6 +157,7 @@ def accuracy(task: str, args) -> dict:
         "--test_after_fit=true",
     ])
     return {
+        "start": args.init_from if start else "minilm-l6",
         "accuracy": float(cli.trainer.callback_metrics["test/exact_match"]) / 100,
         "epochs": cli.trainer.current_epoch,
         "max_length": max_length,
@@ -154,6 +170,8 @@ def main() -> None:
     parser.add_argument("--data", default=os.environ.get("INSTRUCTREC_DATA", str(ROOT.parent / "shared" / "data")))
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--max_epochs", type=int, default=20, help="upper bound; early stopping usually ends first")
+    parser.add_argument("--init_from", choices=list(TASKS), default=None,
+                        help="start the readers from this task's trained reader instead of MiniLM-L6 (a curriculum)")
     parser.add_argument("--traces_only", action="store_true")
     parser.add_argument("--work_dir", default="runs/experiments/qa_babi")
     parser.add_argument("--out", default=str(HERE))
