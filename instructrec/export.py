@@ -35,11 +35,22 @@ OUTPUTS = {
 }
 
 
+def save_encoder(model, output_dir: str | Path) -> Path:
+    """Write a module's ``encoder`` and its backbone's tokenizer into ``output_dir`` (transformers'
+    ``save_pretrained`` format), so the folder works as any module's ``backbone``; return it."""
+    from instructrec import backbones
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.encoder.save_pretrained(out)
+    backbones.load_tokenizer(model.hparams["backbone"]).save_pretrained(out)
+    return out
+
+
 def export_checkpoint(checkpoint: str | Path, output_dir: str | Path) -> Path:
     """Write the checkpoint's encoder, tokenizer and heads into ``output_dir``; return it."""
     from safetensors.torch import save_file
 
-    from instructrec import backbones
     from instructrec.models.checkpoints import load_module
     from instructrec.models.multitask import MultiTaskModule
 
@@ -47,10 +58,7 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path) -> Path:
     if not isinstance(model, MultiTaskModule):
         raise TypeError(f"{checkpoint} holds a {type(model).__name__}; export writes MultiTaskModule checkpoints")
     hparams = model.hparams
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model.encoder.save_pretrained(out)
-    backbones.load_tokenizer(hparams["backbone"]).save_pretrained(out)
+    out = save_encoder(model, output_dir)
 
     tensors, tasks = {}, {}
     for name, head in model.heads.items():
