@@ -97,19 +97,15 @@ def answer_facts(data: Path, task: str, args) -> dict[str, str] | None:
 
     from instructrec.cli import run_lightning
 
-    stem, _, max_length, max_facts = TASKS[task]
+    stem, _, _, max_facts = TASKS[task]
     out = Path(args.work_dir) / task
     checkpoint = out / "checkpoints" / "best.ckpt"
     if not checkpoint.exists():
         return None
     test = data / "babi_en_1k" / f"{stem}_test.txt"
     run_lightning([
-        "predict", "--config", str(out / "config.yaml"), "--trainer.logger=false",
-        "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={out}",
-        f"--data.init_args.cache_dir={Path(args.work_dir) / 'cache'}", "--data.init_args.train=null",
-        "--data.init_args.test=null", f"--data.init_args.predict={test}", f"--data.init_args.max_length={max_length}",
-        f"--data.init_args.doc_stride={max_length // 2}", *reader_args(max_facts),
-        f"--ckpt_path={checkpoint}",
+        "predict", "--config", str(out / "config.yaml"), *task_overrides(task, args), "--data.init_args.train=null",
+        "--data.init_args.test=null", f"--data.init_args.predict={test}", f"--ckpt_path={checkpoint}",
     ])
     nbest = json.loads((out / "predictions" / "nbest_predictions.json").read_text(encoding="utf-8"))
     facts = {}
@@ -123,41 +119,43 @@ def answer_facts(data: Path, task: str, args) -> dict[str, str] | None:
 def exported(task: str, args) -> Path:
     """The encoder (and tokenizer) of ``task``'s best reader as a transformers folder, for another
     task's reader to start from (any backbone name may be such a folder)."""
-    from instructrec import backbones
+    from instructrec.export import save_encoder
     from instructrec.models.checkpoints import load_module
 
     folder = Path(args.work_dir) / task / "encoder"
     if not (folder / "config.json").exists():
-        reader = load_module(Path(args.work_dir) / task / "checkpoints" / "best.ckpt")
-        reader.encoder.save_pretrained(folder)
-        backbones.load_tokenizer(reader.hparams["backbone"]).save_pretrained(folder)
+        save_encoder(load_module(Path(args.work_dir) / task / "checkpoints" / "best.ckpt"), folder)
     return folder.resolve()
 
 
-def reader_args(max_facts: int | None) -> list[str]:
-    return [f"--data.init_args.reader_args={{max_facts: {max_facts}}}"] if max_facts else []
+def task_overrides(task: str, args) -> list[str]:
+    """What fit and predict of ``task``'s reader share: its output folder, the data cache, its
+    window and the facts it reads, no logger or progress bar."""
+    _, _, max_length, max_facts = TASKS[task]
+    out = Path(args.work_dir) / task
+    return [
+        "--trainer.logger=false", "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={out}",
+        f"--data.init_args.cache_dir={Path(args.work_dir) / 'cache'}", f"--data.init_args.max_length={max_length}",
+        f"--data.init_args.doc_stride={max_length // 2}",
+        *([f"--data.init_args.reader_args={{max_facts: {max_facts}}}"] if max_facts else []),
+    ]
 
 
 def accuracy(task: str, args) -> dict:
     """Fit a reader on the task's train file, then test its best checkpoint on the task's test file."""
     from instructrec.cli import run_lightning
 
-    stem, _, max_length, max_facts = TASKS[task]
-    out = Path(args.work_dir) / task
-    config = str(run_config(CONFIG, out))
+    stem, _, max_length, _ = TASKS[task]
+    config = str(run_config(CONFIG, Path(args.work_dir) / task))
     files = "${INSTRUCTREC_DATA}/babi_en_1k/" + stem
     start = [f"--model.init_args.backbone={exported(args.init_from, args)}"] if args.init_from and args.init_from != task else []
     started = time.perf_counter()
     cli = run_lightning([
-        "fit", "--config", config, *start, "--trainer.logger=false", "--trainer.enable_progress_bar=false",
-        f"--trainer.default_root_dir={out}", f"--data.init_args.cache_dir={Path(args.work_dir) / 'cache'}",
-        f"--trainer.max_epochs={args.max_epochs}", f"--data.init_args.train={files}_train.txt",
-        f"--data.init_args.test={files}_test.txt", f"--data.init_args.max_length={max_length}",
-        f"--data.init_args.doc_stride={max_length // 2}", *reader_args(max_facts),
-        "--test_after_fit=true",
+        "fit", "--config", config, *start, *task_overrides(task, args), f"--trainer.max_epochs={args.max_epochs}",
+        f"--data.init_args.train={files}_train.txt", f"--data.init_args.test={files}_test.txt", "--test_after_fit=true",
     ])
     return {
-        "start": args.init_from if start else "minilm-l6",
+        "start": args.init_from if start else cli.model.hparams["backbone"],
         "accuracy": float(cli.trainer.callback_metrics["test/exact_match"]) / 100,
         "epochs": cli.trainer.current_epoch,
         "max_length": max_length,
