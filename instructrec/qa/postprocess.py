@@ -414,8 +414,9 @@ def write_prediction_files(
 ) -> dict[str, Path]:
     """Write ``predictions.json`` (id -> text), ``nbest_predictions.json`` (id -> list of ``text,
     probability, start_logit, end_logit, offsets``: the span's characters in the context, as
-    Hugging Face's run_qa writes them; ``[-1, -1]`` for the null answer) and, for SQuAD 2.0, ``null_odds.json`` (id -> null odds,
-    the ``--na-prob-file`` of ``evaluate-v2.0.py``). Returns the paths by file stem."""
+    Hugging Face's run_qa writes them; ``[-1, -1]`` for the null answer) and, for SQuAD 2.0,
+    ``null_odds.json`` (id -> null odds, the ``--na-prob-file`` of ``evaluate-v2.0.py``).
+    Returns the paths by file stem."""
     if len(ids) != len(predictions):
         raise ValueError(f"{len(ids)} ids for {len(predictions)} predictions")
     folder = Path(folder)
