@@ -30,7 +30,7 @@ def bridge_query(question: str, selected: list[str]) -> str:
     """
     if not selected:
         return question
-    asked = {word.strip(_PUNCTUATION).lower() for word in question.split()}
+    asked = _bare_words(question)
     return " ".join(word for word in selected[-1].split() if word.strip(_PUNCTUATION).lower() not in asked)
 
 
@@ -43,13 +43,18 @@ def bridge_entities(question: str, selected: list[str]) -> str:
     """
     if not selected:
         return question
-    asked = {word.strip(_PUNCTUATION).lower() for word in question.split()}
+    asked = _bare_words(question)
     words = (word.strip(_PUNCTUATION) for word in selected[-1].split())
     names = [word for word in words if word[:1].isupper() and word.lower() not in asked]
     return " ".join(names) or bridge_query(question, selected)
 
 
 _PUNCTUATION = ".,;:!?\"'()"
+
+
+def _bare_words(text: str) -> set[str]:
+    """The words of ``text``, lower-cased, without surrounding punctuation: what a question asks."""
+    return {word.strip(_PUNCTUATION).lower() for word in text.split()}
 
 
 @dataclass(frozen=True)
