@@ -10,6 +10,7 @@ so an answer can always say why it was given.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -35,17 +36,22 @@ def bridge_query(question: str, selected: list[str]) -> str:
 
 
 def bridge_entities(question: str, selected: list[str]) -> str:
-    """:func:`bridge_query` narrowed to names: the capitalised words of the passage selected last
-    that the question does not have (all its new words when it has no such name).
+    """The names of the passages selected so far that the question does not have (hop 1: the
+    question; all new words of the passage selected last when no passage has a new name).
 
     Why: in "John got the football there." the bridge is John; "got" and "there" would match every
     other fact where someone got something. Bridge entities are names in bAbI and HotpotQA alike.
+    Every selected passage counts, so a hop that selects several facts ("the latest five football
+    facts") follows everyone who handled the football.
     """
     if not selected:
         return question
     asked = _bare_words(question)
-    words = (word.strip(_PUNCTUATION) for word in selected[-1].split())
-    names = [word for word in words if word[:1].isupper() and word.lower() not in asked]
+    names: list[str] = []
+    for passage in selected:
+        for word in (w.strip(_PUNCTUATION) for w in passage.split()):
+            if word[:1].isupper() and word.lower() not in asked and word not in names:
+                names.append(word)
     return " ".join(names) or bridge_query(question, selected)
 
 
@@ -91,25 +97,34 @@ class MultiHopRetriever:
     Args:
         retriever: any :class:`~instructrec.retrieval.base.Retriever`.
         hops: the number of retrieval rounds.
-        select: passages selected (added to the query and the trace) per hop.
+        select: passages selected (added to the query and the trace) per hop: one number for every
+            hop, or one per hop (then ``hops`` may be left out), e.g. ``[1, 10]``: the fact that
+            names the object, then everything about the one who holds it.
         k: hits kept from the final hop for the reader.
         reformulate: ``(question, selected texts) -> query`` of the next hop; default
             :func:`expand_query` (the question followed by the selected texts); :func:`bridge_query`
             follows a bridge entity instead.
+        min_score: a hit must score above it to be selected. BM25 scores 0 where a passage shares
+            no term with the query: ``min_score=0`` selects fewer passages rather than unrelated ones.
     """
 
     def __init__(
         self,
         retriever: Retriever,
         *,
-        hops: int = 2,
-        select: int = 1,
+        hops: int | None = None,
+        select: int | Sequence[int] = 1,
         k: int = 5,
         reformulate: Callable[[str, list[str]], str] | None = None,
+        min_score: float = -math.inf,
     ):
-        if hops < 1 or select < 1:
+        per_hop = [select] * (2 if hops is None else hops) if isinstance(select, int) else list(select)
+        if hops is not None and len(per_hop) != hops:
+            raise ValueError(f"select={select} gives {len(per_hop)} hops, not hops={hops}")
+        if not per_hop or min(per_hop) < 1:
             raise ValueError(f"hops={hops} and select={select} must be positive")
-        self.retriever, self.hops, self.select, self.k = retriever, hops, select, k
+        self.retriever, self.select, self.k, self.min_score = retriever, per_hop, k, min_score
+        self.hops = len(per_hop)
         self.reformulate = reformulate or expand_query
 
     def retrieve(self, questions: Sequence[str], *, allowed: Allowed = None) -> list[MultiHopResult]:
@@ -118,14 +133,14 @@ class MultiHopRetriever:
         selected: list[list[Hit]] = [[] for _ in questions]
         trace: list[list[TraceStep]] = [[] for _ in questions]
         last: list[list[Hit]] = [[] for _ in questions]
-        for hop in range(1, self.hops + 1):
+        for hop, select in enumerate(self.select, start=1):
             queries = [self.reformulate(q, [h.passage.text for h in chosen]) for q, chosen in zip(questions, selected)]
             # Enough hits that `select` new ones remain after dropping those already selected.
-            hits = self.retriever.search(queries, k=max(self.k, self.select) + (hop - 1) * self.select, allowed=allowed)
+            hits = self.retriever.search(queries, k=max(self.k, select) + sum(self.select[: hop - 1]), allowed=allowed)
             for i, ranking in enumerate(hits):
                 taken = {h.id for h in selected[i]}
-                fresh = [h for h in ranking if h.id not in taken]
-                for h in fresh[: self.select]:
+                fresh = [h for h in ranking if h.id not in taken and h.score > self.min_score]
+                for h in fresh[:select]:
                     selected[i].append(h)
                     trace[i].append(TraceStep(hop, h.id, h.passage.text, h.score))
                 last[i] = ranking[: self.k]
