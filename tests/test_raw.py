@@ -208,13 +208,28 @@ def test_read_babi_qa_context_is_the_story_so_far(tmp_path):
     assert records[1]["context"] == "Sandra went to the office."
     story = read_babi(tmp_path / "qa2_train.txt")[0]
     assert story.context_before(5) == (first["context"], {1: 0, 2: 26, 3: 51, 4: 76})
-    assert story.fact_at(5, answer["answer_start"]) == 4 and story.fact_at(5, 25) is None  # the space between
+    assert first["facts"] == [1, 2, 3, 4]
+    assert story.fact_at(first["facts"], answer["answer_start"]) == 4 and story.fact_at(first["facts"], 25) is None  # a space
     assert story.context_before(5, max_facts=2) == ("John went to the garden. Mary went to the hall.", {3: 0, 4: 25})
     (latest, _) = raw.read_babi_qa(tmp_path / "qa2_train.txt", max_facts=2)
     assert latest["context"] == "John went to the garden. Mary went to the hall."
     assert latest["context"][latest["answers"][0]["answer_start"]:].startswith("hall.")
     instruction = templates.get_template("babi").apply(first, seed=0, index=0)
     assert (instruction.task, instruction.answer, instruction.fields["context"]) == ("qa", "hall", first["context"])
+
+
+def test_read_babi_qa_can_read_what_multi_hop_retrieval_selected(tmp_path):
+    """Hop 1: the latest fact naming the milk; hop 2: Mary's facts (John's, which match no query
+    term, never); the context keeps story order and the label its supporting fact."""
+    path = write(tmp_path / "qa2_train.txt", BABI)
+    first, second = raw.read_babi_qa(path, retrieve=[1, 10])
+    assert first["context"] == "Mary moved to the garden. Mary got the milk there. Mary went to the hall."
+    assert first["facts"] == [1, 2, 4] and first["supporting"] == [2, 4]
+    assert first["answers"] == [{"text": "hall", "answer_start": first["context"].index("hall")}]
+    assert read_babi(path)[0].fact_at(first["facts"], first["answers"][0]["answer_start"]) == 4
+    assert (second["context"], second["facts"]) == ("Sandra went to the office.", [1])
+    (missed, _) = raw.read_babi_qa(path, retrieve=[1])  # one hop: Mary's move to the hall is not read
+    assert missed["context"] == "Mary got the milk there." and missed["answers"][0]["answer_start"] is None
 
 
 def test_read_babi_qa_errors_name_the_file(tmp_path):

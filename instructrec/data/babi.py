@@ -32,22 +32,27 @@ class BabiStory:
         return facts[-max_facts:] if max_facts else facts
 
     def context_before(self, line: int, max_facts: int | None = None) -> tuple[str, dict[int, int]]:
-        """The story told before the question on ``line`` as one text (facts joined by spaces), and
-        each fact's character start in it: a reader's answer span maps back to its fact.
+        """The story told before the question on ``line`` as one text: :meth:`context` of
+        :meth:`facts_before`.
 
         ``max_facts`` keeps only the latest facts, as End-to-End Memory Networks kept the 50 most
         recent sentences: bAbI's supporting facts are recent (tasks 1-3: all within the last 40),
         while whole task-3 stories run to 1,400 tokens.
         """
+        return self.context(self.facts_before(line, max_facts))
+
+    def context(self, lines: list[int]) -> tuple[str, dict[int, int]]:
+        """The facts on ``lines`` joined by spaces, in the order given, and each fact's character
+        start in that text: a reader's answer span maps back to its fact (:meth:`fact_at`)."""
         starts, context = {}, ""
-        for n in self.facts_before(line, max_facts):
+        for n in lines:
             starts[n] = len(context) + (1 if context else 0)
             context = f"{context} {self.facts[n]}" if context else self.facts[n]
         return context, starts
 
-    def fact_at(self, line: int, char: int, max_facts: int | None = None) -> int | None:
-        """The line number of the fact that character ``char`` of :meth:`context_before` lies in."""
-        _, starts = self.context_before(line, max_facts)
+    def fact_at(self, lines: list[int], char: int) -> int | None:
+        """The line number of the fact that character ``char`` of :meth:`context` of ``lines`` lies in."""
+        _, starts = self.context(lines)
         inside = [n for n, start in starts.items() if start <= char < start + len(self.facts[n])]
         return inside[0] if inside else None
 

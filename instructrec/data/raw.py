@@ -317,13 +317,20 @@ def _lines(path: PathLike, encoding: str | None) -> list[tuple[int, str]]:
 # -- bAbI ------------------------------------------------------------------------------------------
 
 
-def read_babi_qa(path: PathLike, max_facts: int | None = None) -> list[Record]:
+def read_babi_qa(path: PathLike, max_facts: int | None = None, retrieve: list[int] | None = None) -> list[Record]:
     """One SQuAD-style record per question of a bAbI task file: the ``context`` is the story told
     so far (its facts in order, joined by spaces; only the last ``max_facts`` when given, see
     :meth:`~instructrec.data.babi.BabiStory.context_before`), ``answers`` the one answer, located in
-    the last supporting fact that contains it. Also ``story`` (0-based) and ``supporting`` (the
-    facts' line numbers). ``id`` is ``<file name>:s<story>:<line>``; ``record`` the question's
-    1-based position in the file."""
+    the last supporting fact that contains it. Also ``story`` (0-based), ``supporting`` (the
+    facts' line numbers) and ``facts`` (the context's). ``id`` is ``<file name>:s<story>:<line>``;
+    ``record`` the question's 1-based position in the file.
+
+    ``retrieve``: the context is instead the facts that multi-hop retrieval over the story selects,
+    per hop how many (:func:`~instructrec.retrieval.stories.story_chains`), in story order: the
+    reader reads what retrieval found, as it would over any knowledge base. Where retrieval missed
+    the fact that holds the answer, the label falls back to the answer's first mention (or, when the
+    context has none, the record is rejected like any record whose answer is not in its context).
+    """
     from instructrec.data.babi import read_babi
 
     source, name = str(path), Path(path).name
@@ -331,10 +338,17 @@ def read_babi_qa(path: PathLike, max_facts: int | None = None) -> list[Record]:
         stories = read_babi(path)
     except ValueError as error:
         raise InstructionError(str(error), source=source) from None
+    chains = None
+    if retrieve:
+        from instructrec.retrieval.stories import story_chains
+
+        results, _ = story_chains(path, retrieve)
+        chains = iter([sorted(h.passage.meta["line"] for h in result.selected) for result in results])
     records: list[Record] = []
     for story in stories:
         for question in story.questions:
-            context, starts = story.context_before(question.line, max_facts)
+            facts = next(chains) if chains is not None else story.facts_before(question.line, max_facts)
+            context, starts = story.context(facts)
             holding = [n for n in question.supporting if n in starts and question.answer in story.facts[n]]
             start = starts[holding[-1]] + story.facts[holding[-1]].index(question.answer) if holding else None
             records.append({
@@ -346,6 +360,7 @@ def read_babi_qa(path: PathLike, max_facts: int | None = None) -> list[Record]:
                 "is_impossible": False,
                 "story": story.index,
                 "supporting": list(question.supporting),
+                "facts": facts,
                 "source": source,
                 "record": len(records) + 1,
             })
