@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from instructrec.data.qa_features import join_passages, passage_at
+
 PathLike = str | os.PathLike
 
 
@@ -44,17 +46,14 @@ class BabiStory:
     def context(self, lines: list[int]) -> tuple[str, dict[int, int]]:
         """The facts on ``lines`` joined by spaces, in the order given, and each fact's character
         start in that text: a reader's answer span maps back to its fact (:meth:`fact_at`)."""
-        starts, context = {}, ""
-        for n in lines:
-            starts[n] = len(context) + (1 if context else 0)
-            context = f"{context} {self.facts[n]}" if context else self.facts[n]
-        return context, starts
+        context, starts = join_passages([self.facts[n] for n in lines])
+        return context, dict(zip(lines, starts))
 
     def fact_at(self, lines: list[int], char: int) -> int | None:
         """The line number of the fact that character ``char`` of :meth:`context` of ``lines`` lies in."""
-        _, starts = self.context(lines)
-        inside = [n for n, start in starts.items() if start <= char < start + len(self.facts[n])]
-        return inside[0] if inside else None
+        _, starts = join_passages([self.facts[n] for n in lines])
+        inside = passage_at(starts, [len(self.facts[n]) for n in lines], char)
+        return None if inside is None else lines[inside]
 
 
 def read_babi(path: PathLike) -> list[BabiStory]:
