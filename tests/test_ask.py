@@ -61,3 +61,16 @@ def test_bad_inputs_exit_2_with_a_message(tmp_path, checkpoint, capsys):
         main(["ask", "--kb", str(tmp_path / "missing.jsonl"), "--ckpt", str(checkpoint), "Who?"])
     assert exit.value.code == 2
     assert "missing.jsonl does not exist" in capsys.readouterr().err
+
+
+def test_stories_follow_the_bridge_and_read_the_chain(tmp_path, checkpoint, capsys):
+    story = tmp_path / "qa2_test.txt"
+    story.write_text("1 Mary moved to the garden.\n2 Mary got the milk there.\n3 John went to the garden.\n"
+                     "4 Mary went to the hall.\n")
+    main(["ask", "--kb", str(story), "--ckpt", str(checkpoint), "--stories", "--select", "1", "10", "--json",
+          "Where is the milk?"])
+    record = json.loads(capsys.readouterr().out.strip())
+    # Hop 1: the milk's latest fact; hop 2: Mary's facts, latest first; John's fact is never selected.
+    assert [(s["hop"], s["passage_id"]) for s in record["trace"]] == [(1, "s0:2"), (2, "s0:4"), (2, "s0:1")]
+    facts = {"s0:1": "Mary moved to the garden.", "s0:2": "Mary got the milk there.", "s0:4": "Mary went to the hall."}
+    assert record["answer"] and record["answer"] in facts[record["passage_id"]]

@@ -10,6 +10,7 @@ from instructrec.qa.pipeline import RetrieveAndRead
 from instructrec.retrieval import KnowledgeBase, Passage
 from instructrec.retrieval.bm25 import BM25Retriever
 from instructrec.retrieval.multihop import MultiHopRetriever
+from instructrec.retrieval.stories import latest_fact_retriever
 
 KB = KnowledgeBase(
     Passage(f"p{i}", text)
@@ -48,3 +49,30 @@ def test_no_passage_gives_an_empty_answer():
     )
     (answer,) = pipeline(["Where is the milk?"], allowed=[[]])
     assert (answer.text, answer.score, answer.passage_id, answer.trace) == ("", None, None, [])
+
+
+class Pointer:
+    """A reader that points at one word (its first and last word piece) wherever it occurs, and
+    records the rows it reads."""
+
+    def __init__(self, tokenizer, word: str):
+        pieces = tokenizer(word, add_special_tokens=False)["input_ids"]
+        self.first, self.last, self.rows = pieces[0], pieces[-1], []
+
+    def __call__(self, input_ids, **_):
+        self.rows += input_ids.tolist()
+        return 10.0 * (input_ids == self.first).float(), 10.0 * (input_ids == self.last).float()
+
+
+def test_a_chain_is_read_as_one_text_in_knowledge_base_order():
+    tokenizer = backbones.load_tokenizer("tiny-bert")
+    reader = Pointer(tokenizer, "hallway")
+    pipeline = RetrieveAndRead(latest_fact_retriever(KB, [1, 10]), reader, tokenizer, max_length=64, doc_stride=16,
+                               chain=True)
+    (answer,) = pipeline(["Where is the milk?"])
+    assert [(s.hop, s.passage_id) for s in answer.trace] == [(1, "p0"), (2, "p2")]  # Mary's facts only
+    assert len(reader.rows) == 1  # one window holding both facts, in story order
+    read = tokenizer("Where is the milk?", "Mary got the milk there. Mary travelled to the hallway.")["input_ids"]
+    assert reader.rows[0][: len(read)] == read
+    assert (answer.text, answer.passage_id, answer.score) == ("hallway", "p2", 20.0)
+    assert all(passage in {"p0", "p2"} for passage, _ in answer.candidates)

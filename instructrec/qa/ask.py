@@ -26,7 +26,12 @@ def ask_parser(prog: str = "instructrec ask") -> argparse.ArgumentParser:
     parser.add_argument("--kb", nargs="+", required=True, help="knowledge-base files: .jsonl documents, .json SQuAD-style, .txt bAbI")
     parser.add_argument("--ckpt", required=True, help="a QAReasoningModule checkpoint (`instructrec fit` with configs/qa/*)")
     parser.add_argument("--hops", type=int, default=2, help="retrieval rounds; each later one adds the selected passages to the query")
-    parser.add_argument("--select", type=int, default=1, help="passages selected (and traced) per hop")
+    parser.add_argument("--select", type=int, nargs="+", default=[1],
+                        help="passages selected (and traced) per hop: one number for every hop, or one per hop (sets --hops)")
+    parser.add_argument("--stories", action="store_true",
+                        help="the knowledge base is a story told in order (bAbI): the latest matching fact wins, later hops "
+                             "follow the names found, and the reader reads the selected facts as one text in story order "
+                             "(what readers trained with reader_args {retrieve: [...]} read); e.g. --select 1 10")
     parser.add_argument("--passages", type=int, default=3, help="passages the reader reads: the selected ones, then the best others")
     parser.add_argument("--max-words", type=int, default=100, help="words per passage when .jsonl documents are split")
     parser.add_argument("--max-length", type=int, default=384, help="reader window in tokens")
@@ -63,12 +68,18 @@ def build_pipeline(args: argparse.Namespace):
     from instructrec.qa.pipeline import RetrieveAndRead
     from instructrec.retrieval.bm25 import BM25Retriever
     from instructrec.retrieval.multihop import MultiHopRetriever
+    from instructrec.retrieval.stories import latest_fact_retriever
 
     kb = load_knowledge_base(args.kb, max_words=args.max_words)
     reader = load_module(args.ckpt, default_class=READER_CLASS).eval()
     if not hasattr(reader, "head") or not hasattr(reader.hparams, "max_answer_length"):
         raise ValueError(f"{args.ckpt} is not an extractive QA reader checkpoint ({type(reader).__name__})")
-    retriever = MultiHopRetriever(BM25Retriever(kb), hops=args.hops, select=args.select, k=args.passages)
+    select = args.select[0] if len(args.select) == 1 else args.select
+    hops = None if len(args.select) > 1 else args.hops
+    if args.stories:
+        retriever = latest_fact_retriever(kb, [select] * hops if hops else select)
+    else:
+        retriever = MultiHopRetriever(BM25Retriever(kb), hops=hops, select=select, k=args.passages)
     return RetrieveAndRead(
         retriever,
         reader,
@@ -78,6 +89,7 @@ def build_pipeline(args: argparse.Namespace):
         doc_stride=args.doc_stride,
         n_best=reader.hparams.n_best,
         max_answer_length=reader.hparams.max_answer_length,
+        chain=args.stories,
     )
 
 

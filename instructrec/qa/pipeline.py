@@ -3,7 +3,10 @@
 A (multi-hop) retriever picks passages; the reader (any module mapping token ids to start/end
 logits, e.g. :class:`~instructrec.models.qa_reasoning.QAReasoningModule`) reads each passage with
 the question in doc-stride windows; the n-best post-processing decodes spans per passage, and the
-answer is the best span over all passages. The answer keeps its span score, the passage it was read
+answer is the best span over all passages. With ``chain=True`` the reader reads the selected
+passages as one text instead, in knowledge-base order (a story's facts in the order they were
+told): the answer of a multi-hop question may depend on several of them at once ("John put down the
+football" after "John went to the hallway"), which a reader of one passage at a time cannot see. The answer keeps its span score, the passage it was read
 from and the retrieval trace (hop, passage id, text, score), so a user can see why it was given.
 """
 
@@ -13,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from instructrec.data.qa_features import prepare_qa_features
+from instructrec.data.qa_features import join_passages, passage_at, prepare_qa_features
 from instructrec.qa.postprocess import SpanCandidate, postprocess_qa_predictions
 from instructrec.retrieval.base import Hit
 from instructrec.retrieval.multihop import MultiHopRetriever, TraceStep
@@ -41,6 +44,8 @@ class RetrieveAndRead:
         max_length, doc_stride: reader windows (see :func:`prepare_qa_features`).
         n_best, max_answer_length: post-processing (see :func:`postprocess_qa_predictions`).
         batch_size: features per reader forward pass.
+        chain: read the selected passages as one context, in knowledge-base order (see above);
+            ``passages`` is then unused.
     """
 
     def __init__(
@@ -55,30 +60,66 @@ class RetrieveAndRead:
         n_best: int = 20,
         max_answer_length: int = 30,
         batch_size: int = 16,
+        chain: bool = False,
     ):
         self.retriever, self.reader, self.tokenizer = retriever, reader, tokenizer
         self.passages, self.max_length, self.doc_stride = passages, max_length, doc_stride
         self.n_best, self.max_answer_length, self.batch_size = n_best, max_answer_length, batch_size
+        self.chain = chain
 
     def __call__(self, questions: list[str], **search) -> list[Answer]:
         results = self.retriever.retrieve(questions, **search)
+        if self.chain:
+            return [self._read_chain(r.question, sorted(r.selected, key=lambda h: h.index), r.trace) for r in results]
         return [self._read(r.question, r.passages(self.passages), r.trace) for r in results]
 
     def _read(self, question: str, hits: list[Hit], trace: list[TraceStep]) -> Answer:
         if not hits:
             return Answer(question, "", None, None, None, trace)
-        contexts = [h.passage.text for h in hits]
+        predictions = self._spans(question, [h.passage.text for h in hits])
+        candidates = sorted(
+            ((hit, c) for hit, p in zip(hits, predictions) for c in p.nbest),
+            key=lambda item: -item[1].score,
+        )[: self.n_best]
+        return self._answer(question, candidates, trace)
+
+    def _read_chain(self, question: str, hits: list[Hit], trace: list[TraceStep]) -> Answer:
+        """Reads ``hits`` (in knowledge-base order) as one context; each span is credited to the
+        passage it lies in."""
+        if not hits:
+            return Answer(question, "", None, None, None, trace)
+        texts = [h.passage.text for h in hits]
+        context, starts = join_passages(texts)
+        (prediction,) = self._spans(question, [context])
+        lengths = [len(t) for t in texts]
+        candidates = []
+        for candidate in prediction.nbest:
+            inside = passage_at(starts, lengths, candidate.start_char) if candidate.text else None
+            if inside is not None:
+                candidates.append((hits[inside], candidate))
+        return self._answer(question, candidates, trace)
+
+    def _answer(self, question: str, candidates: list[tuple[Hit, SpanCandidate]], trace: list[TraceStep]) -> Answer:
+        """The best of ``(passage, span)`` candidates (best first) as the answer."""
+        if not candidates:
+            return Answer(question, "", None, None, None, trace)
+        hit, best = candidates[0]
+        ranked = [(h.id, c) for h, c in candidates]
+        return Answer(question, best.text, best.score, hit.id, hit.score, trace, ranked)
+
+    def _spans(self, question: str, contexts: list[str]):
+        """The reader's n-best spans per context (:func:`postprocess_qa_predictions`)."""
         features = prepare_qa_features(
             self.tokenizer,
-            [question] * len(hits),
+            [question] * len(contexts),
             contexts,
-            [None] * len(hits),
-            [None] * len(hits),
+            [None] * len(contexts),
+            [None] * len(contexts),
             max_length=self.max_length,
             doc_stride=self.doc_stride,
         )
         start, end = self._logits(features)
-        predictions = postprocess_qa_predictions(
+        return postprocess_qa_predictions(
             start,
             end,
             features["offset_mapping"],
@@ -87,15 +128,6 @@ class RetrieveAndRead:
             n_best=self.n_best,
             max_answer_length=self.max_answer_length,
         )
-        candidates = sorted(
-            ((hit.id, c) for hit, p in zip(hits, predictions) for c in p.nbest),
-            key=lambda item: -item[1].score,
-        )[: self.n_best]
-        if not candidates:
-            return Answer(question, "", None, None, None, trace)
-        passage_id, best = candidates[0]
-        hit = next(h for h in hits if h.id == passage_id)
-        return Answer(question, best.text, best.score, passage_id, hit.score, trace, candidates)
 
     @torch.inference_mode()
     def _logits(self, features: dict) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
