@@ -15,7 +15,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from instructrec.backbones import wordpiece_tokenizer
-from instructrec.data.qa_features import NO_OFFSET, answer_char_span, decode_span, prepare_qa_features
+from instructrec.data.qa_features import (
+    NO_OFFSET,
+    answer_char_span,
+    decode_span,
+    join_passages,
+    passage_at,
+    prepare_qa_features,
+)
 
 WORDS = "the cat sat on a mat where is what did who sit dog ran in park play".split()
 NUMBERED = [f"w{i}" for i in range(40)]
@@ -414,3 +421,16 @@ def test_squad_dev_part1_labels_decode_to_the_answers(shared_data):
     # The rest sit inside a word wherever they occur: '90' of '1990s', '20,980' of '£20,980' (one
     # '£2' piece), annotations cut mid-word such as '7,000,000 square kilometres (2,70'.
     assert len(exact) == 5360
+
+
+@given(st.lists(st.text(alphabet="ab 。", min_size=1, max_size=6), max_size=5))
+def test_joined_passages_map_every_character_back(texts):
+    context, starts = join_passages(texts)
+    assert context == " ".join(texts) and len(starts) == len(texts)
+    lengths = [len(t) for t in texts]
+    for i, (start, text) in enumerate(zip(starts, texts)):
+        assert context[start : start + len(text)] == text
+        assert {passage_at(starts, lengths, start + k) for k in range(len(text))} == {i}
+        if i + 1 < len(texts):
+            assert passage_at(starts, lengths, start + len(text)) is None  # the joining space
+    assert passage_at(starts, lengths, len(context)) is None and passage_at(starts, lengths, -1) is None
