@@ -1,8 +1,9 @@
 """SQuAD v1.1 reader: MiniLM-L6 trained on dev part 1, scored on part 2 (EM/F1 with every reference
-answer, as evaluate-v1.1.py scores them). Writes results.csv and results.md beside this file.
+answer, as evaluate-v1.1.py scores them). Writes results.csv beside this file (a row per recipe).
 
     python experiments/qa_squad/run.py --recipes run_qa           # the Hugging Face run_qa budget
-    python experiments/qa_squad/run.py --recipes longer           # a better recipe
+    python experiments/qa_squad/run.py --recipes warmup           # a better recipe at that budget
+    python experiments/qa_squad/run.py --recipes longer           # ... and a second epoch
 
 Each recipe is ``instructrec fit --config configs/qa/squad_minilm.yaml`` plus its overrides
 (LightningCLI in-process), with Lightning's ``Timer`` callback so training and validation time are
@@ -29,7 +30,10 @@ PART2 = "${INSTRUCTREC_DATA}/squad_v1.1_dev/dev-v1.1.part2.json"
 RECIPES = {
     # Hugging Face run_qa: max length 256, stride 128, batch 16, lr 5e-5, 1 epoch, no warm-up (the config).
     "run_qa": [],
-    # Smaller models like a larger learning rate with warm-up; a second epoch over the 5.4k questions.
+    # Smaller models like a larger learning rate with warm-up: the same one epoch (run_qa's budget).
+    "warmup": ["--model.init_args.learning_rate=1e-4", "--model.init_args.warmup_ratio=0.1",
+               "--model.init_args.weight_decay=0.01"],
+    # The same, and a second epoch over the 5.4k questions.
     "longer": ["--model.init_args.learning_rate=1e-4", "--model.init_args.warmup_ratio=0.1",
                "--model.init_args.weight_decay=0.01", "--trainer.max_epochs=2"],
 }
