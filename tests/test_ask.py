@@ -74,3 +74,12 @@ def test_stories_follow_the_bridge_and_read_the_chain(tmp_path, checkpoint, caps
     assert [(s["hop"], s["passage_id"]) for s in record["trace"]] == [(1, "s0:2"), (2, "s0:4"), (2, "s0:1")]
     facts = {"s0:1": "Mary moved to the garden.", "s0:2": "Mary got the milk there.", "s0:4": "Mary went to the hall."}
     assert record["answer"] and record["answer"] in facts[record["passage_id"]]
+
+
+def test_a_window_without_room_exits_2_with_a_message(tmp_path, checkpoint, capsys):
+    story = tmp_path / "qa1_test.txt"
+    story.write_text(BABI.split("3 ")[0])
+    with pytest.raises(SystemExit) as exit:
+        main(["ask", "--kb", str(story), "--ckpt", str(checkpoint), "--max-length", "64", "--doc-stride", "64", "Where is Mary?"])
+    assert exit.value.code == 2
+    assert "doc_stride=64 must be less than max_length=64" in capsys.readouterr().err

@@ -123,11 +123,10 @@ def ask_main(argv: list[str]) -> int:
     """Prints each answer and its trace; returns 2 with a message for files or a checkpoint it cannot use."""
     args = ask_parser().parse_args(argv)
     try:
-        pipeline = build_pipeline(args)
-    except (OSError, ValueError, KeyError) as error:
+        answers = build_pipeline(args)(args.questions)
+    except (OSError, ValueError, KeyError) as error:  # files, checkpoint, window sizes
         print(f"ask: error: {error}", file=sys.stderr)
         return 2
-    answers = pipeline(args.questions)
     if args.json:
         for answer in answers:
             print(json.dumps(answer_record(answer), ensure_ascii=False))
