@@ -5,9 +5,10 @@ logits, e.g. :class:`~instructrec.models.qa_reasoning.QAReasoningModule`) reads 
 the question in doc-stride windows; the n-best post-processing decodes spans per passage, and the
 answer is the best span over all passages. With ``chain=True`` the reader reads the selected
 passages as one text instead, in knowledge-base order (a story's facts in the order they were
-told): the answer of a multi-hop question may depend on several of them at once ("John put down the
-football" after "John went to the hallway"), which a reader of one passage at a time cannot see. The answer keeps its span score, the passage it was read
-from and the retrieval trace (hop, passage id, text, score), so a user can see why it was given.
+told): the answer to a multi-hop question may depend on several of them at once ("John put down
+the football" after "John went to the hallway"), which a reader of one passage at a time cannot
+see. The answer keeps its span score, the passage it was read from and the retrieval trace (hop,
+passage id, text, score), so a user can see why it was given.
 """
 
 from __future__ import annotations

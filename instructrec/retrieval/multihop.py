@@ -96,7 +96,7 @@ class MultiHopRetriever:
 
     Args:
         retriever: any :class:`~instructrec.retrieval.base.Retriever`.
-        hops: the number of retrieval rounds.
+        hops: the number of retrieval rounds (default: 2, or one per entry of ``select``).
         select: passages selected (added to the query and the trace) per hop: one number for every
             hop, or one per hop (then ``hops`` may be left out), e.g. ``[1, 10]``: the fact that
             names the object, then everything about the one who holds it.
