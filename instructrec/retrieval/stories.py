@@ -10,6 +10,9 @@ is never selected. Each question may only select facts told before it.
 The selected facts, in story order, are both the trace of an answer and a reader's context: on
 bAbI 1k test, selecting ``[1, 10]`` (the latest fact naming the object, then up to ten about its
 holder) keeps both supporting facts of every qa2 question in about 6 facts instead of the whole story.
+
+The data cache keys readers' records by their options, not by this code: a change to what
+:func:`latest_fact_retriever` selects must bump ``instructrec.data.cache.CACHE_VERSION``.
 """
 
 from __future__ import annotations
