@@ -74,12 +74,11 @@ def build_pipeline(args: argparse.Namespace):
     reader = load_module(args.ckpt, default_class=READER_CLASS).eval()
     if not hasattr(reader, "head") or not hasattr(reader.hparams, "max_answer_length"):
         raise ValueError(f"{args.ckpt} is not an extractive QA reader checkpoint ({type(reader).__name__})")
-    select = args.select[0] if len(args.select) == 1 else args.select
-    hops = None if len(args.select) > 1 else args.hops
+    select = args.select if len(args.select) > 1 else args.select * args.hops  # passages per hop
     if args.stories:
-        retriever = latest_fact_retriever(kb, [select] * hops if hops else select)
+        retriever = latest_fact_retriever(kb, select)
     else:
-        retriever = MultiHopRetriever(BM25Retriever(kb), hops=hops, select=select, k=args.passages)
+        retriever = MultiHopRetriever(BM25Retriever(kb), select=select, k=args.passages)
     return RetrieveAndRead(
         retriever,
         reader,
