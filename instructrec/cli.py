@@ -63,7 +63,39 @@ def _cli_class():
 
                 print_predictions(texts, predict_texts(self.model, self.datamodule, texts))
 
+        def parse_arguments(self, parser, args) -> None:
+            """Parse, then check ``--ckpt_path`` before LightningCLI reads the checkpoint's
+            hyper-parameters into the config: a class it names must be one of ours (see
+            :mod:`instructrec.models.checkpoints`), and it is loaded with ``weights_only=True``
+            unless the command line says otherwise."""
+            super().parse_arguments(parser, args)
+            options = self.config.get(self.config.get("subcommand") or "", None)
+            if options is None:
+                return
+            if "weights_only" in options and options["weights_only"] is None:
+                options["weights_only"] = True
+            check_ckpt_path(options.get("ckpt_path"))
+
     return InstructRecCLI, LoggerSaveConfigCallback
+
+
+# ``--ckpt_path`` words that Lightning resolves itself to checkpoints its callbacks wrote.
+CKPT_PATH_WORDS = ("last", "best", "hpc", "registry")
+
+
+def check_ckpt_path(ckpt_path: str | None) -> None:
+    """Refuse a ``--ckpt_path`` that is missing, unreadable or names code that is not ours."""
+    if not ckpt_path or ckpt_path in CKPT_PATH_WORDS or str(ckpt_path).startswith("registry:"):
+        return
+    from instructrec.models.checkpoints import CheckpointError, read_checkpoint
+
+    if "://" in str(ckpt_path):
+        raise CheckpointError(
+            "remote checkpoints are not loaded (Lightning would unpickle them with weights_only=False)",
+            source=str(ckpt_path),
+            hint="download the file and pass its local path",
+        )
+    read_checkpoint(ckpt_path)
 
 
 def run_lightning(args: list[str] | None = None):
@@ -134,15 +166,35 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run a command. Bad input (:class:`~instructrec.errors.InputError`) is printed as one or two
+    lines and exits with status 2; ``--debug`` (anywhere) or ``INSTRUCTREC_DEBUG=1`` shows its
+    traceback instead."""
+    from instructrec.errors import DEBUG_VARIABLE, InputError, debugging
+
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or debugging()
+    argv = [arg for arg in argv if arg != "--debug"]
+    try:
+        status = _dispatch(argv)
+    except InputError as error:
+        if debug:
+            raise
+        print(f"instructrec: error: {error.lines()}", file=sys.stderr)
+        if not error.hint:
+            print(f"  (--debug or {DEBUG_VARIABLE}=1 shows the traceback)", file=sys.stderr)
+        sys.exit(2)
+    if status:
+        sys.exit(status)
+
+
+def _dispatch(argv: list[str]) -> int:
     if argv and argv[0] in COMMANDS:
-        status = COMMANDS[argv[0]][0](argv[1:])
-        if status:
-            sys.exit(status)
-        return
+        return COMMANDS[argv[0]][0](argv[1:])
     if not argv or argv[0] in ("-h", "--help"):
         print("more commands: " + "; ".join(f"{name}: {summary}" for name, (_, summary) in COMMANDS.items()))
+        print("any command: --debug (or INSTRUCTREC_DEBUG=1) shows the traceback of an input error")
     run_lightning(argv)
+    return 0
 
 
 if __name__ == "__main__":

@@ -51,12 +51,12 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path) -> Path:
     """Write the checkpoint's encoder, tokenizer and heads into ``output_dir``; return it."""
     from safetensors.torch import save_file
 
-    from instructrec.models.checkpoints import load_module
+    from instructrec.models.checkpoints import CheckpointError, load_module
     from instructrec.models.multitask import MultiTaskModule
 
     model = load_module(checkpoint)
     if not isinstance(model, MultiTaskModule):
-        raise TypeError(f"{checkpoint} holds a {type(model).__name__}; export writes MultiTaskModule checkpoints")
+        raise CheckpointError(f"holds a {type(model).__name__}; export writes MultiTaskModule checkpoints", source=str(checkpoint))
     hparams = model.hparams
     out = save_encoder(model, output_dir)
 

@@ -98,7 +98,8 @@ def test_checkpoint_teacher_uses_the_stored_class_path(tmp_path):
     tasks = {"sent": {"type": "classification", "labels": LABELS}}
     torch.manual_seed(0)
     model = MultiTaskModule(tasks=tasks, backbone="tiny-bert").eval()
-    hparams = {**dict(model.hparams), "_class_path": "instructrec.models.MultiTaskModule", "_instantiator": "x"}
+    hparams = {**dict(model.hparams), "_class_path": "instructrec.models.MultiTaskModule",
+               "_instantiator": "lightning.pytorch.cli.instantiate_module"}  # as LightningCLI writes them
     path = tmp_path / "teacher.ckpt"
     torch.save({"state_dict": model.state_dict(), "hyper_parameters": hparams}, path)
     teacher = load_teacher(str(path))

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Mapping
 
+from instructrec.errors import InputError
+
 Task = Literal["qa", "classification", "translation", "generation"]
 Language = Literal["en", "zh"]
 
@@ -34,40 +36,12 @@ OPTIONAL_FIELDS: Mapping[str, tuple[str, ...]] = {
 }
 
 
-class InstructionError(ValueError):
+class InstructionError(InputError):
     """Bad instruction text or data; the message says what is wrong and where.
 
     ``offset`` is the character offset in the instruction text, ``source`` the file and ``record``
-    the 1-based record number when the text came from a file.
+    the 1-based record number when the text came from a file (see :class:`~instructrec.errors.InputError`).
     """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        offset: int | None = None,
-        source: str | None = None,
-        record: int | None = None,
-    ) -> None:
-        self.reason = message
-        self.offset = offset
-        self.source = source
-        self.record = record
-        super().__init__(self._format())
-
-    def _format(self) -> str:
-        where = []
-        if self.source is not None:
-            where.append(str(self.source))
-        if self.record is not None:
-            where.append(f"record {self.record}")
-        if self.offset is not None:
-            where.append(f"character {self.offset}")
-        return f"{', '.join(where)}: {self.reason}" if where else self.reason
-
-    def located(self, source: str | None, record: int | None) -> "InstructionError":
-        """The same error, placed in a file and record (for readers that parse many texts)."""
-        return InstructionError(self.reason, offset=self.offset, source=source, record=record)
 
 
 @dataclass(frozen=True)
