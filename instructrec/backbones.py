@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from instructrec.data.paths import resolve_path
+from instructrec.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ REGISTRY: dict[str, BackboneSpec] = {
 }
 
 
-class BackboneError(ValueError):
+class BackboneError(InputError):
     """A backbone name that cannot be resolved here; the message says what to do."""
 
 
@@ -178,7 +179,7 @@ def load_tokenizer(name: str):
         return _tiny_tokenizer()
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(_source(name), use_fast=True, trust_remote_code=False)
+    tokenizer = _from_pretrained(AutoTokenizer, name, use_fast=True)
     if not tokenizer.is_fast:
         raise BackboneError(f"backbone {name!r} has no fast tokenizer; offset mappings need one")
     return tokenizer
@@ -194,9 +195,9 @@ def load_encoder(name: str, *, pretrained: bool = True):
         config = dict(spec.config())
         encoder = AutoModel.from_config(AutoConfig.for_model(config.pop("model_type"), **config))
     elif pretrained:
-        encoder = AutoModel.from_pretrained(_source(name), trust_remote_code=False)
+        encoder = _from_pretrained(AutoModel, name)
     else:
-        encoder = AutoModel.from_config(AutoConfig.from_pretrained(_source(name), trust_remote_code=False))
+        encoder = AutoModel.from_config(_from_pretrained(AutoConfig, name))
     # Our heads read token states; an unused pooler would leave parameters without gradients,
     # which plain DDP rejects.
     if getattr(encoder, "pooler", None) is not None:
@@ -204,6 +205,19 @@ def load_encoder(name: str, *, pretrained: bool = True):
     # `from_pretrained` returns eval mode, and Lightning keeps each submodule's mode: without this,
     # fine-tuning would run without dropout.
     return encoder.train()
+
+
+def _from_pretrained(auto_class, name: str, **options):
+    """``auto_class.from_pretrained`` on the backbone's source, without remote code; a source
+    that does not load (no such hub id, a folder without a model) is a :class:`BackboneError`."""
+    try:
+        return auto_class.from_pretrained(_source(name), trust_remote_code=False, **options)
+    except OSError as error:
+        reason = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        raise BackboneError(
+            f"backbone {name!r} could not be loaded: {reason}",
+            hint=f"give a registered name ({', '.join(sorted(REGISTRY))}, auto) or a local folder in save_pretrained format",
+        ) from None
 
 
 def _source(name: str) -> str:

@@ -60,6 +60,11 @@ class InputError(ValueError):
         return f"{self}\n  hint: {self.hint}" if self.hint else str(self)
 
 
+class MissingFileError(InputError, FileNotFoundError):
+    """A file named in a config or on the command line that does not exist (still a
+    ``FileNotFoundError`` for callers that catch that)."""
+
+
 def debugging() -> bool:
     """Whether ``INSTRUCTREC_DEBUG`` asks for tracebacks of input errors."""
     return os.environ.get(DEBUG_VARIABLE, "").lower() not in ("", "0", "false", "no")

@@ -89,6 +89,29 @@ def test_skip_counts_logs_and_writes_rejects(tmp_path, caplog):
     assert "2 parsed + 3 rejected = 5 records" in caplog.text
 
 
+def test_a_cached_split_still_reports_its_rejects_and_broken_lines_are_skipped(tmp_path, caplog):
+    path = tmp_path / "train.jsonl"
+    write_jsonl(path, [{"id": "ok1", "text": classification_text("fine", "positive")},
+                       {"id": "no-text", "prompt": "x"},
+                       {"id": "ok2", "text": classification_text("bad", "negative")}])
+    with path.open("ab") as handle:
+        handle.write(b"{broken\n\xff\n")
+    for run in ("fresh", "cached"):
+        caplog.clear()
+        dm = make(tmp_path, train=str(path), on_error="skip", val_fraction=0.0)
+        with caplog.at_level("WARNING"):
+            dm.setup("fit")
+        meta = dm.meta["train"]
+        assert (meta["parsed"], meta["rejected"]) == (2, 3), run
+        assert f"2 parsed + 3 rejected = 5 records; rejects written to {meta['rejects_file']}" in caplog.text, run
+        assert caplog.text.count("rejected = 5 records") == 1, run
+    rejects = [json.loads(line) for line in open(meta["rejects_file"], encoding="utf-8")]
+    assert [r["record"] for r in rejects] == [2, 4, 5]
+    assert [r["reason"] for r in rejects] == ["line 2 has no string field 'text'", "line 4 is not valid JSON: Expecting property "
+                                              "name enclosed in double quotes",
+                                              "line 5 is not valid UTF-8 (byte 0xff at column 1); save the file as UTF-8"]
+
+
 def test_qa_answer_missing_from_context_is_a_reject(tmp_path):
     path = tmp_path / "qa.jsonl"
     write_jsonl(

@@ -22,6 +22,7 @@ from instructrec.data.files import TextRecord, read_instruction_file
 from instructrec.data.loading import LoadedSplit, OnError, collect, holdout_position, parsed, report, subsample
 from instructrec.data.paths import resolve_path
 from instructrec.data.sources import reference_answers, templated
+from instructrec.errors import MissingFileError
 from instructrec.instructions import InstructionError
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,7 @@ class InstructionDataModule(L.LightningDataModule):
         self.max_examples = dict(max_examples or {})
         self.datasets: dict[str, Any] = {}
         self.meta: dict[str, dict] = {}
+        self._reported: set[Path] = set()
 
     # -- what the model needs to know ---------------------------------------------------------
 
@@ -291,14 +293,17 @@ class InstructionDataModule(L.LightningDataModule):
         key = cache.cache_key(self._files(source), self._settings(split))
         folder = self.cache_dir / f"{split}-{key}"
         hit = cache.load_entry(folder)
-        if hit is not None:
-            return hit
-        dataset, meta, loaded = self.encode(split)
-        rejects = folder / "rejects.jsonl"
-        meta["rejects_file"] = str(rejects) if loaded.rejects else None
-        cache.save_entry(folder, dataset, meta, {"rejects.jsonl": loaded.write_rejects} if loaded.rejects else None)
-        report(loaded, f"{split} ({self._describe(source)})", rejects)
-        return cache.load_entry(folder)
+        if hit is None:
+            dataset, meta, loaded = self.encode(split)
+            rejects = folder / "rejects.jsonl"
+            meta["rejects_file"] = str(rejects) if loaded.rejects else None
+            cache.save_entry(folder, dataset, meta, {"rejects.jsonl": loaded.write_rejects} if loaded.rejects else None)
+            hit = cache.load_entry(folder)
+        if folder not in self._reported:  # prepare_data and setup both ask; say it once a run
+            self._reported.add(folder)
+            meta = hit[1]
+            report(f"{split} ({self._describe(source)})", meta["parsed"], meta["rejected"], meta.get("rejects_file"))
+        return hit
 
     def _settings(self, split: str) -> dict:
         return {
@@ -343,7 +348,9 @@ class InstructionDataModule(L.LightningDataModule):
         files = [resolve_path(p) for p in self.paths[split]]
         for path in files:
             if not path.is_file():
-                raise FileNotFoundError(f"{split} data file {path} does not exist")
+                raise MissingFileError(
+                    f"{split} data file {path} does not exist", hint=f"check the path in the config (`data.init_args.{split}`)"
+                )
         return files
 
     def _describe(self, split: str) -> str:

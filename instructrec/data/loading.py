@@ -83,9 +83,16 @@ def collect(
 
 
 def parsed(records: Iterable[TextRecord]) -> Iterable[tuple[TextRecord, Callable[[], Instruction]]]:
-    """Pair each text record with the parse that builds its instruction."""
+    """Pair each text record with the parse that builds its instruction (or raises the error that
+    made the record unreadable, so that ``on_error`` treats it as any bad record)."""
     for record in records:
-        yield record, (lambda text=record.text: parse_instruction(text))
+        yield record, (lambda record=record: _parse(record))
+
+
+def _parse(record: TextRecord) -> Instruction:
+    if record.error is not None:
+        raise record.error
+    return parse_instruction(record.text)
 
 
 def holdout_position(example_id: str, seed: int) -> float:
@@ -100,12 +107,10 @@ def subsample(examples: list[Example], limit: int, seed: int) -> list[Example]:
     return [example for i, example in enumerate(examples) if i in chosen]
 
 
-def report(split: LoadedSplit, name: str, rejects_path: Path | None) -> None:
-    """Log the counts, and where the rejects went."""
-    if split.rejects:
+def report(name: str, parsed: int, rejected: int, rejects_path: str | Path | None) -> None:
+    """Log the counts, and where the rejects went (every run: also when the split came from the cache)."""
+    if rejected:
         where = f"; rejects written to {rejects_path}" if rejects_path else ""
-        log.warning(
-            "%s: %d parsed + %d rejected = %d records%s", name, len(split.examples), len(split.rejects), split.total, where
-        )
+        log.warning("%s: %d parsed + %d rejected = %d records%s", name, parsed, rejected, parsed + rejected, where)
     else:
-        log.info("%s: %d records parsed", name, len(split.examples))
+        log.info("%s: %d records parsed", name, parsed)

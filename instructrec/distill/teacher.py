@@ -32,6 +32,7 @@ from instructrec.data.cache import file_digest
 from instructrec.data.paths import resolve_path
 from instructrec.data.encoding import encoder_inputs
 from instructrec.distill.outputs import ModelOutputs
+from instructrec.errors import MissingFileError
 from instructrec.models.checkpoints import load_module
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -117,7 +118,7 @@ def load_teacher(
         return _from_folder(path, tasks, dtype, attentions)
     if path.is_file():
         return _from_checkpoint(path, tasks, dtype, attentions)
-    raise FileNotFoundError(f"teacher {path} is neither a model folder nor a checkpoint file")
+    raise MissingFileError(f"teacher {path} is neither a model folder nor a checkpoint file")
 
 
 def source_identity(path: Path) -> str:

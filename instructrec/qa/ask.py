@@ -15,6 +15,7 @@ import json
 import sys
 
 from instructrec.data.paths import resolve_path
+from instructrec.errors import MissingFileError
 from instructrec.retrieval.knowledge_base import KnowledgeBase
 
 READER_CLASS = "instructrec.models.QAReasoningModule"
@@ -46,7 +47,7 @@ def load_knowledge_base(paths: list[str], *, max_words: int = 100) -> KnowledgeB
     for name in paths:
         path = resolve_path(name)
         if not path.is_file():
-            raise FileNotFoundError(f"knowledge-base file {path} does not exist")
+            raise MissingFileError(f"knowledge-base file {path} does not exist")
         suffix = path.suffix.lower()
         if suffix == ".jsonl":
             bases.append(KnowledgeBase.from_jsonl(path, max_words=max_words))
