@@ -66,10 +66,22 @@ CLASSIFY = "Classify the sentiment of the following text"
         ("QUESTION: Why?\ntext: Because.", qa("en", "Why?", "Because.")),
         # An empty answer is no answer: prompts for prediction end that way.
         ("Question: Why?\nContext: Because.\nAnswer:", qa("en", "Why?", "Because.")),
-        # English markers count after white space: "the question:" is one.
+        # Mid-line, a capitalised marker after the end of a sentence opens a field ...
         (
-            "Context: The sky. Here is the question: why is it blue?",
-            qa("en", "why is it blue?", "The sky. Here is the"),
+            "Context: The sky. Question: why is it blue?",
+            qa("en", "why is it blue?", "The sky."),
+        ),
+        # ... a lower-case one, or one after a word, is prose.
+        (
+            "Context: The sky. Here is the question: why is it blue? The Short Answer: air.\nQuestion: Why?",
+            qa("en", "Why?", "The sky. Here is the question: why is it blue? The Short Answer: air."),
+        ),
+        # The passage before a question is its context; with a context marker it is an instruction.
+        ("Hamlet is a play by Shakespeare.\nQuestion: Who wrote Hamlet?", qa("en", "Who wrote Hamlet?", "Hamlet is a play by Shakespeare.")),
+        (
+            "Given the passage, answer the question: Question: Who wrote it?\nContext: Ada wrote it.",
+            Instruction("qa", "en", {"question": "Who wrote it?", "context": "Ada wrote it.",
+                                     "instruction": "Given the passage, answer the question:"}),
         ),
         (
             "Question: What does Plan-A: mean?\nContext: C:\\Users\\plan.txt",
@@ -188,11 +200,7 @@ def test_parses(text, expected):
         ("Translate A to B: x\nText: y", 20, "translation text given twice"),
         ("Translate A to B:", 0, "translation instruction has no text"),
         ("Answer: x", 0, "generation instruction has no prompt"),
-        (
-            "Please answer.\nQuestion: q\nContext: c",
-            0,
-            "text before the first marker 'Question:' has no place in a qa instruction",
-        ),
+        ("Question: q", 0, "qa instruction has no context: add 'Context:' (or '上下文：'), or the passage before the question"),
         ("Text: t\nOptions: a, b, a", 8, "repeat a value"),
         ("Text: t\nOptions: a,,b", 8, "include an empty option"),
         ("Classify this:\nOptions: a, b", 14, "classification instruction has an empty text"),
@@ -215,7 +223,11 @@ def test_non_string_is_an_instruction_error():
     [
         ("问题：谁？答案：曹雪芹", ["问题：", "答案："]),  # after punctuation counts; longest wins
         ("请问：谁", []),  # after a letter it does not
-        ("Plan-A: go. the question: why", ["question:"]),
+        ("Plan-A: go. the question: why", []),  # lower case mid-line: prose
+        ("Plan-A: go. The question: why", []),  # after a word: prose
+        ("Plan-A: go. Question: why", ["Question:"]),  # capitalised after a sentence: a field
+        ("x\n  question: why\r\tanswer: y", ["question:", "answer:"]),  # line starts: any case
+        ("Plan A: x; Q: y", ["Q:"]),
         ("Answer : x", []),  # no space before the colon
         ("答案\\：x Answer\\: y", []),  # escaped colons end no marker
         ("Translate English to Answer: x", ["Translate English to Answer:"]),
@@ -261,11 +273,23 @@ _FIELD = {
 }
 
 
+# An English word marker opens a field at a line's start, or capitalised after a non-alphanumeric.
+_LINE_START = re.compile(r"(?:\A|[\r\n])[ \t]*\Z")
+_AFTER_CLAUSE = re.compile(r"[^\w\r\n]\s*\Z|_\s*\Z")
+
+
+def _opens_field(text, start):
+    before = text[:start]
+    return bool(_LINE_START.search(before)) or (text[start].isupper() and bool(_AFTER_CLAUSE.search(before.rstrip(" \t"))))
+
+
 def _reference_markers(text):
     found = []
     for m in _REFERENCE.finditer(text):
         if m.group("en") or m.group("zh"):
             lang = "en" if m.group("en") else "zh"
+            if lang == "en" and not _opens_field(text, m.start()):
+                continue
             field = _FIELD[m.group(lang).lower(), lang]
             found.append((m.start(), m.end(), field, lang, None, None))
         else:

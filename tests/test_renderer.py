@@ -35,7 +35,7 @@ def gen(language, prompt):
         ),
         (
             cls("I loved it.", ["pos", "neg"], instruction="Classify the sentiment", answer="pos"),
-            "Classify the sentiment\n\nText: I loved it.\nOptions: pos, neg\nAnswer: pos",
+            "Classify the sentiment\nText: I loved it.\nOptions: pos, neg\nAnswer: pos",
         ),
         (
             Instruction("classification", "zh", {"text": "很好", "options": ["正面", "负面"]}),
@@ -55,7 +55,9 @@ def gen(language, prompt):
         (gen("en", "Write a poem."), "Instruction: Write a poem."),
         (Instruction("generation", "zh", {"prompt": "写诗", "answer": "春眠"}), "指令：写诗\n答案：春眠"),
         # Escaping only where needed.
-        (gen("en", "Say Answer: 42"), "Instruction: Say Answer\\: 42"),
+        (gen("en", "Say Answer: 42"), "Instruction: Say Answer: 42"),  # after a word: prose, no escape
+        (gen("en", "Say it. Answer: 42"), "Instruction: Say it. Answer\\: 42"),
+        (gen("en", "Say\nanswer: 42"), "Instruction: Say\nanswer\\: 42"),  # a line start: escaped
         (gen("en", r"Open C:\Users, then a\:b"), r"Instruction: Open C:\Users, then a\\:b"),
         (gen("zh", "请问：答案：x"), "指令：请问：答案\\：x"),
         (gen("zh", "Answer: x"), "指令：Answer: x"),  # not after white space: no marker

@@ -7,8 +7,13 @@ Grammar of a marker:
 * A marker word directly followed by a colon, ASCII ``:`` or full-width ``：`` (no space between:
   ``Answer :`` is not a marker). English words match case-insensitively (ASCII letters only),
   Chinese words as written.
-* An English marker counts at the start of the text or after white space, so ``Plan-A:`` is not a
-  marker while ``the question: why`` is one (its value is ``why``). A Chinese marker counts at the
+* An English marker opens a field where a field can start, never inside prose: at the start of
+  a line (white space before it on its line at most; any case: ``question:`` too), or further
+  along a line when it is capitalised (``Question:``, ``QUESTION:``) and follows the end of a
+  sentence or clause (the last non-space character before it is not a letter or digit). So the
+  one-line form ``Question: Who? Context: Hamlet is a play. Answer: Shakespeare`` has three
+  markers, while ``Classify the type of the question: ...``, ``... in one sentence: ...``, ``The
+  Short Answer: ...`` and ``Plan A: ...`` have none. A Chinese marker counts at the
   start, after white space or after any character that is not a letter (punctuation, digits), but
   not after a letter: the ``问`` of ``请问：`` is part of a word, while ``问题：谁？答案：曹雪芹`` has
   two markers. "Letter" means a Unicode letter (``[^\\W\\d_]``).
@@ -138,7 +143,9 @@ def find_markers(text: str) -> list[Marker]:
         field, language = _KINDS[match.lastgroup]
         end = n - match.start()
         if field != TRANSLATE:
-            found.append(_new_tuple(Marker, (n - match.end(), end, field, language, None, None)))
+            start = n - match.end()
+            if language == "zh" or opens_a_field(text, start):
+                found.append(_new_tuple(Marker, (start, end, field, language, None, None)))
             continue
         if language == "en":  # a Chinese translation marker ending at the same colon may be longer
             zh = _ZH_TRANSLATION.match(reversed_text, match.start())
@@ -149,6 +156,14 @@ def find_markers(text: str) -> list[Marker]:
         found.append(Marker(n - match.end(), end, TRANSLATE, language, source, target))
     found.reverse()
     return found
+
+
+def opens_a_field(text: str, start: int) -> bool:
+    """Whether an English marker word at ``start`` opens a field rather than sitting in prose: at
+    the start of a line, or capitalised after a character that is not a letter or digit."""
+    line_start = max(text.rfind("\n", 0, start), text.rfind("\r", 0, start)) + 1
+    before = text[line_start:start].rstrip(" \t")
+    return not before or (text[start].isupper() and not before[-1].isalnum())
 
 
 _RUN_BEFORE_COLON = re.compile(r"(?<!\\)(\\+)(?=[:：])")

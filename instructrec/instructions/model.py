@@ -25,11 +25,11 @@ REQUIRED_FIELDS: Mapping[str, tuple[str, ...]] = {
     "translation": ("source_language", "target_language", "text"),
     "generation": ("prompt",),
 }
-# Optional fields besides `answer`. `instruction` is the imperative a classification instruction may
-# open with ("Classify the sentiment of the following text"); it is kept so that rendering and
-# parsing round-trip.
+# Optional fields besides `answer`. `instruction` is the prose a classification or qa instruction
+# may open with ("Classify the sentiment of the following text", "Answer from the passage below.");
+# it is kept so that rendering and parsing round-trip.
 OPTIONAL_FIELDS: Mapping[str, tuple[str, ...]] = {
-    "qa": ("answer",),
+    "qa": ("instruction", "answer"),
     "classification": ("instruction", "answer"),
     "translation": ("answer",),
     "generation": ("answer",),

@@ -6,7 +6,9 @@ marker is the *preamble*. The markers present decide the task, first match wins:
 
 1. a translation marker -> translation; its value is the text, or a ``Text:`` field when the
    marker's value is empty;
-2. a question -> qa; the context is ``Context:``/``Passage:``, else ``Text:`` (not both);
+2. a question -> qa; the context is ``Context:``/``Passage:``, else ``Text:`` (not both), else
+   the preamble (``<passage>\nQuestion: ...``); with a context marker the preamble, if any, is the
+   ``instruction`` field (``Answer from the passage.\nQuestion: ...\nContext: ...``);
 3. options -> classification; the preamble, if any, is the ``instruction`` field. Without a
    ``Text:`` marker the preamble must open with an imperative (``Classify ...``, ``判断 ...``) and
    its first unescaped colon separates the instruction from the text. When ``Text:`` is the first
@@ -152,17 +154,23 @@ def _translation(text: str, markers: list[Marker], fields: dict) -> dict:
 
 
 def _qa(text: str, markers: list[Marker], fields: dict) -> dict:
-    _no_preamble(text, markers, "qa")
     if "context" in fields and "text" in fields:
         later = max(fields["context"][0], fields["text"][0])
         raise InstructionError(
             "qa instruction has both a context and a text: give the context once",
             offset=later.start,
         )
+    preamble = unescape(text[: markers[0].start]).strip()
     context = _value(text, fields, "context") or _value(text, fields, "text")
-    if context is None:
-        raise _missing("qa", "context", "'Context:' (or '上下文：')", fields["question"][0])
-    return {"question": _value(text, fields, "question"), "context": context}
+    values = {"question": _value(text, fields, "question")}
+    if context is None:  # "<passage>\nQuestion: ...": the text before the markers is the context
+        context, preamble = preamble, ""
+    if not context:
+        raise _missing("qa", "context", "'Context:' (or '上下文：'), or the passage before the question", fields["question"][0])
+    values["context"] = context
+    if preamble:  # "Answer from the passage.\nQuestion: ...\nContext: ...": an instruction
+        values["instruction"] = preamble
+    return values
 
 
 def _generation(text: str, markers: list[Marker], fields: dict) -> dict:

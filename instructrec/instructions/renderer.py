@@ -7,7 +7,8 @@ The text is written in the instruction's language, one marker per line, in the o
     Context: Hamlet is a play by ...     上下文：……
     Answer: Shakespeare                  答案：莎士比亚
 
-A classification ``instruction`` comes first, followed by a blank line, then ``Text:``. Options
+An ``instruction`` (classification, qa) comes first, on its own lines without a blank line after
+it (so that rendered instructions can be stored one per blank-line-separated block). Options
 are written ``a, b, c`` on the marker's line when that reads back as the same list, else one per
 line after ``Options:`` (a ``- `` bullet is added where an option itself starts with one).
 
@@ -39,8 +40,8 @@ def render(instruction: Instruction) -> str:
         raise InstructionError(f"render needs an Instruction, got {type(instruction).__name__}")
     language, fields = instruction.language, instruction.fields
     lines = []
-    if instruction.task == "classification" and "instruction" in fields:
-        lines.append(escape(fields["instruction"]) + "\n")
+    if "instruction" in fields:
+        lines.append(escape(fields["instruction"]))
     for field in REQUIRED_FIELDS[instruction.task] + ("answer",):
         if field not in fields or field in ("source_language", "target_language"):
             continue
