@@ -161,9 +161,12 @@ def find_markers(text: str) -> list[Marker]:
 def opens_a_field(text: str, start: int) -> bool:
     """Whether an English marker word at ``start`` opens a field rather than sitting in prose: at
     the start of a line, or capitalised after a character that is not a letter or digit."""
-    line_start = max(text.rfind("\n", 0, start), text.rfind("\r", 0, start)) + 1
-    before = text[line_start:start].rstrip(" \t")
-    return not before or (text[start].isupper() and not before[-1].isalnum())
+    before = start - 1
+    while before >= 0 and text[before] in " \t":  # (markers follow white space: usually one step)
+        before -= 1
+    if before < 0 or text[before] in "\n\r":
+        return True
+    return text[start].isupper() and not text[before].isalnum()
 
 
 _RUN_BEFORE_COLON = re.compile(r"(?<!\\)(\\+)(?=[:：])")
