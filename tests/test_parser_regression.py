@@ -10,13 +10,15 @@ followed a word.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
 from instructrec.data import raw
 from instructrec.data.files import read_instruction_file
-from instructrec.instructions import Instruction, InstructionError, parse_instruction, render
+from instructrec.errors import InputError
+from instructrec.instructions import Instruction, InstructionError, parse_instruction, read_instruction, render
 from instructrec.instructions.markers import find_markers, opens_a_field
 from instructrec.instructions.templates import get_template
 
@@ -137,3 +139,71 @@ def test_every_builtin_template_round_trips_on_real_rows(shared_data):
         for index, record in enumerate(records):
             instruction = template.apply(record, seed=0, index=index)
             assert parse_instruction(render(instruction)) == instruction, (name, record["id"])
+
+
+class FakeLearned:
+    """Stands in for instructrec.models.instruction_parser: reads everything as a qa pair, or
+    nothing, or has no weights."""
+
+    def __init__(self, behaviour: str) -> None:
+        self.behaviour, self.calls = behaviour, []
+
+    def learned_parse(self, texts):
+        self.calls.append(list(texts))
+        if self.behaviour == "no weights":
+            raise InputError("no learned parser weights", hint="run `instructrec train-parser`")
+        if self.behaviour == "nothing":
+            return [(None, 0.1) for _ in texts]
+        return [(Instruction("qa", "en", {"question": "Who wrote Hamlet?", "context": t}), 0.93) for t in texts]
+
+
+@pytest.fixture
+def learned(monkeypatch):
+    def install(behaviour):
+        fake = FakeLearned(behaviour)
+        monkeypatch.setitem(sys.modules, "instructrec.models.instruction_parser", fake)
+        return fake
+    return install
+
+
+MARKED = "Question: Who?\nContext: Ada."
+UNMARKED = "Who wrote Hamlet, given that Hamlet is a play by Shakespeare?"
+
+
+def test_auto_keeps_the_rules_where_they_find_a_structure(learned):
+    fake = learned("reads")
+    reading_ = read_instruction(MARKED)
+    assert (reading_.method, reading_.confidence, reading_.note) == ("rules", 1.0, None)
+    assert fake.calls == []  # the learned parser is never loaded for a structured text
+    assert parse_instruction(MARKED, mode="auto") == parse_instruction(MARKED)
+
+
+def test_auto_asks_the_learned_parser_where_the_rules_find_no_markers_or_fail(learned):
+    fake = learned("reads")
+    for text in (UNMARKED, "Question: no context here"):
+        reading_ = read_instruction(text, mode="auto")
+        assert (reading_.method, reading_.confidence, reading_.instruction.task) == ("learned", 0.93, "qa")
+    assert fake.calls == [[UNMARKED], ["Question: no context here"]]
+    assert read_instruction(MARKED, mode="learned").method == "learned"
+
+
+def test_auto_falls_back_to_the_rules_and_says_why(learned, caplog):
+    learned("no weights")
+    with caplog.at_level("WARNING"):
+        first, second = read_instruction(UNMARKED), read_instruction(UNMARKED + " ")
+    assert first.method == "rules" and first.instruction == Instruction("generation", "en", {"prompt": UNMARKED})
+    assert "run `instructrec train-parser`" in first.note and first.note == second.note
+    assert caplog.text.count("the learned parser is not available") <= 1
+    with pytest.raises(InputError, match="no learned parser weights"):
+        read_instruction(UNMARKED, mode="learned")
+    learned("nothing")
+    assert read_instruction(UNMARKED).note == "the learned parser found no valid instruction; the rules read this text"
+    with pytest.raises(InstructionError, match="qa instruction has no context"):
+        read_instruction("Question: no context here")  # the rules' own error when neither reads it
+    with pytest.raises(InstructionError, match="found no valid instruction"):
+        read_instruction(UNMARKED, mode="learned")
+
+
+def test_unknown_mode_is_refused():
+    with pytest.raises(InstructionError, match="unknown parse mode 'fuzzy'"):
+        read_instruction("x", mode="fuzzy")

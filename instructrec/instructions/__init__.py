@@ -8,7 +8,7 @@ from instructrec.instructions.model import (
     Instruction,
     InstructionError,
 )
-from instructrec.instructions.parser import parse_instruction
+from instructrec.instructions.parser import Reading, parse_instruction, read_instruction
 from instructrec.instructions.renderer import render
 
 __all__ = [
@@ -18,6 +18,8 @@ __all__ = [
     "TASKS",
     "Instruction",
     "InstructionError",
+    "Reading",
     "parse_instruction",
+    "read_instruction",
     "render",
 ]

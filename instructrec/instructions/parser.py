@@ -28,7 +28,9 @@ than half of the non-space characters.
 
 from __future__ import annotations
 
+import logging
 import re
+from dataclasses import dataclass
 from typing import Callable
 
 from instructrec.instructions.markers import (
@@ -55,8 +57,81 @@ _CJK = re.compile(
 _UNESCAPED_COLON = re.compile(r"(?<!\\)(?:\\\\)*[:：]")
 
 
-def parse_instruction(text: str) -> Instruction:
-    """Parse one instruction; raises :class:`InstructionError` (with an offset) when it is bad."""
+MODES = ("rules", "learned", "auto")
+log = logging.getLogger(__name__)
+_WARNED: set[str] = set()
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What :func:`read_instruction` made of a text: the instruction, which parser read it
+    (``rules`` or ``learned``), its confidence (1.0 for the rules), and why ``auto`` fell back to
+    the rules when it did (e.g. no learned weights yet), else None."""
+
+    instruction: Instruction
+    method: str
+    confidence: float = 1.0
+    note: str | None = None
+
+
+def parse_instruction(text: str, mode: str = "rules") -> Instruction:
+    """Parse one instruction; raises :class:`InstructionError` (with an offset) when it is bad.
+
+    ``mode``: ``rules`` (this module's markers; no torch), ``learned`` (the learned parser of
+    :mod:`instructrec.models.instruction_parser`, which reads instructions without markers too) or
+    ``auto`` (the rules where they find a structure, else the learned parser); see
+    :func:`read_instruction`, which also says which parser read the text.
+    """
+    if mode == "rules":
+        return _parse_rules(text)
+    return read_instruction(text, mode).instruction
+
+
+def read_instruction(text: str, mode: str = "auto") -> Reading:
+    """Parse one instruction with the parser ``mode`` names, saying which read it.
+
+    ``auto`` keeps the rules' reading when the text has markers and the rules read it; otherwise
+    (no markers, or the rules refuse it) the learned parser reads it. Without learned weights, or
+    where the learned parser finds no valid instruction, ``auto`` falls back to the rules (their
+    reading, or their error) and says why in :attr:`Reading.note`.
+    """
+    if mode not in MODES:
+        raise InstructionError(f"unknown parse mode {mode!r}; expected one of {', '.join(MODES)}")
+    if mode == "rules":
+        return Reading(_parse_rules(text), "rules")
+    rules_error: InstructionError | None = None
+    if mode == "auto":
+        try:
+            ruled = _parse_rules(text)
+        except InstructionError as error:
+            ruled, rules_error = None, error
+        if ruled is not None and find_markers(text):
+            return Reading(ruled, "rules")
+    from instructrec.errors import InputError
+    from instructrec.models.instruction_parser import learned_parse
+
+    try:
+        learned, confidence = learned_parse([text])[0]
+    except InputError as error:  # no weights: the hint says how to get them
+        if mode == "learned":
+            raise
+        note = f"the learned parser is not available ({error.lines()}); the rules read this text"
+        if note not in _WARNED:  # once per process, not once per text
+            _WARNED.add(note)
+            log.warning(note)
+        learned, confidence = None, 0.0
+    else:
+        note = "the learned parser found no valid instruction; the rules read this text"
+    if learned is not None:
+        return Reading(learned, "learned", confidence)
+    if mode == "learned":
+        raise InstructionError("the learned parser found no valid instruction in this text", offset=0)
+    if rules_error is not None:
+        raise rules_error
+    return Reading(ruled, "rules", 1.0, note)
+
+
+def _parse_rules(text: str) -> Instruction:
     if not isinstance(text, str):
         raise InstructionError(f"instruction text must be a string, got {type(text).__name__}")
     if not text or text.isspace():
