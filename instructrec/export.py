@@ -1,6 +1,14 @@
-"""``instructrec export CKPT DIR``: a trained :class:`MultiTaskModule` as files anyone can load.
+"""``instructrec export CKPT DIR``: a trained model of any family as files anyone can load, with a
+model card (``README.md``: family, backbone, tasks and labels, recorded metrics, the run's config).
 
-``DIR`` holds:
+* :class:`~instructrec.models.QAReasoningModule` (an extractive reader): a transformers
+  ``AutoModelForQuestionAnswering`` folder; ``transformers.pipeline("question-answering",
+  model=DIR)`` answers with it;
+* :class:`~instructrec.models.MultiTaskModule` and a distilled student
+  (:class:`~instructrec.distill.DistillationModule`'s ``student``; the teacher stays behind): the
+  encoder folder plus the heads, below.
+
+The multi-task format: ``DIR`` holds
 
 * the encoder and its tokenizer in transformers' ``save_pretrained`` format
   (``config.json``, ``model.safetensors``, ``tokenizer.json``...): ``AutoModel.from_pretrained(DIR)``
@@ -38,31 +46,75 @@ OUTPUTS = {
 def save_encoder(model, output_dir: str | Path) -> Path:
     """Write a module's ``encoder`` and its backbone's tokenizer into ``output_dir`` (transformers'
     ``save_pretrained`` format), so the folder works as any module's ``backbone``; return it."""
+    return write_pretrained(model.encoder, model.hparams["backbone"], output_dir)
+
+
+def write_pretrained(model, backbone: str, output_dir: str | Path) -> Path:
+    """A transformers model and the backbone's tokenizer, ``save_pretrained`` into ``output_dir``."""
     from instructrec import backbones
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model.encoder.save_pretrained(out)
-    backbones.load_tokenizer(model.hparams["backbone"]).save_pretrained(out)
+    model.save_pretrained(out)
+    backbones.load_tokenizer(backbone).save_pretrained(out)
     return out
 
 
 def export_checkpoint(checkpoint: str | Path, output_dir: str | Path) -> Path:
-    """Write the checkpoint's encoder, tokenizer and heads into ``output_dir``; return it."""
+    """Write a checkpoint of any family into ``output_dir`` (see the module docstring for what
+    each family becomes), with a model card; return the folder."""
+    from instructrec.models.checkpoints import CheckpointError, module_from_checkpoint, read_checkpoint
+
+    saved = read_checkpoint(checkpoint)
+    model = module_from_checkpoint(saved, str(checkpoint))
+    family = type(model).__name__
+    writers = {"MultiTaskModule": _export_heads, "DistillationModule": _export_student, "QAReasoningModule": _export_reader}
+    if family not in writers:  # pragma: no cover - load_module only builds registered families
+        raise CheckpointError(f"holds a {family}, which export does not know", source=str(checkpoint))
+    out = Path(output_dir)
+    summary = writers[family](model, out)
+    write_model_card(out, family, model.hparams.get("backbone"), summary, Path(checkpoint), saved)
+    return out
+
+
+def _export_heads(model, out: Path) -> dict:
+    """A multi-task model: the encoder folder plus ``heads.safetensors`` and ``heads.json``."""
+    return _write_encoder_and_heads(model.encoder, model.heads, model.tasks, model.hparams["backbone"], out)
+
+
+def _export_student(model, out: Path) -> dict:
+    """A distilled student: the same format as a multi-task model (its encoder and heads); the
+    teacher stays behind."""
+    return _write_encoder_and_heads(model.student.encoder, model.student.heads, model.tasks, model.hparams["backbone"], out)
+
+
+def _export_reader(model, out: Path) -> dict:
+    """An extractive QA reader: a transformers ``AutoModelForQuestionAnswering`` folder (the
+    encoder as its base model, the span head as ``qa_outputs``), so that
+    ``pipeline("question-answering", model=DIR)`` answers with it."""
+    import copy
+
+    from transformers import AutoModelForQuestionAnswering
+
+    config = copy.deepcopy(model.encoder.config)
+    config.num_labels = 2
+    reader = AutoModelForQuestionAnswering.from_config(config)
+    missing, unexpected = reader.base_model.load_state_dict(model.encoder.state_dict(), strict=False)
+    if unexpected or [name for name in missing if "pooler" not in name]:
+        raise RuntimeError(f"the reader's encoder does not fit {type(reader).__name__}: missing {missing}, unexpected {unexpected}")
+    reader.qa_outputs.load_state_dict(model.head.linear.state_dict())  # Linear(hidden, 2): start, end as SpanHead's
+    write_pretrained(reader, model.hparams["backbone"], out)
+    return {"tasks": {"qa": {"type": "qa", "output": OUTPUTS["qa"]}}, "loads_with": "AutoModelForQuestionAnswering",
+            "null_threshold": float(model.null_threshold)}
+
+
+def _write_encoder_and_heads(encoder, heads, tasks: dict, backbone: str, output_dir: Path) -> dict:
     from safetensors.torch import save_file
 
-    from instructrec.models.checkpoints import CheckpointError, load_module
-    from instructrec.models.multitask import MultiTaskModule
-
-    model = load_module(checkpoint)
-    if not isinstance(model, MultiTaskModule):
-        raise CheckpointError(f"holds a {type(model).__name__}; export writes MultiTaskModule checkpoints", source=str(checkpoint))
-    hparams = model.hparams
-    out = save_encoder(model, output_dir)
-
-    tensors, tasks = {}, {}
-    for name, head in model.heads.items():
-        spec = model.tasks[name]
+    out = write_pretrained(encoder, backbone, output_dir)
+    tensors, described = {}, {}
+    for name, head in heads.items():
+        spec = tasks[name]
         reads = "all_tokens" if spec["type"] == "qa" else POOLED_INPUTS[spec.get("pooling", "first")]
         entry = {"type": spec["type"], "input": reads, "output": OUTPUTS[spec["type"]], "tensors": {}}
         if spec["type"] == "classification":
@@ -71,14 +123,50 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path) -> Path:
             tensor = getattr(head.linear, part).detach().contiguous()
             tensors[f"{name}.{part}"] = tensor
             entry["tensors"][f"{name}.{part}"] = list(tensor.shape)
-        tasks[name] = entry
+        described[name] = entry
     save_file(tensors, str(out / "heads.safetensors"))
     manifest = {
         "format": HEADS_FORMAT,
         "version": HEADS_VERSION,
-        "backbone": hparams["backbone"],
-        "hidden_size": model.encoder.config.hidden_size,
-        "tasks": tasks,
+        "backbone": backbone,
+        "hidden_size": encoder.config.hidden_size,
+        "tasks": described,
     }
     (out / "heads.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return out
+    return {"tasks": described, "loads_with": "AutoModel + heads.safetensors"}
+
+
+def write_model_card(out: Path, family: str, backbone: str | None, summary: dict, checkpoint: Path, saved: dict) -> Path:
+    """``README.md`` for the folder: what it is, how to load it, its tasks and labels, the
+    metrics the checkpoint recorded, and the config of the run that trained it (LightningCLI saves
+    ``config.yaml`` in the run folder, a few levels above its checkpoints)."""
+    scores = {
+        key: float(state["best_model_score"])
+        for key, state in (saved.get("callbacks") or {}).items()
+        if isinstance(state, dict) and state.get("best_model_score") is not None
+    }
+    config = next((folder / "config.yaml" for folder in checkpoint.resolve().parents[:4] if (folder / "config.yaml").is_file()), None)
+    lines = [
+        f"# {out.name}",
+        "",
+        f"An instructrec `{family}` exported from `{checkpoint.name}` (step {saved.get('global_step', '?')}, "
+        f"epoch {saved.get('epoch', '?')}); backbone `{backbone}`.",
+        "",
+        f"Loads with: {summary['loads_with']} (see `instructrec.export`).",
+        "",
+        "| task | type | labels |",
+        "|---|---|---|",
+        *[f"| {name} | {entry['type']} | {', '.join(entry.get('labels', [])) or '-'} |" for name, entry in summary["tasks"].items()],
+        "",
+    ]
+    if "null_threshold" in summary:
+        lines += [f"SQuAD 2.0 null threshold tuned on validation: {summary['null_threshold']:.4f}.", ""]
+    if scores:
+        lines += ["Recorded by the run's checkpoint callbacks (the monitored metric's best value):", ""]
+        lines += [f"- `{key}`: {value:.4f}" for key, value in scores.items()] + [""]
+    if config is not None:
+        lines += ["Trained with `instructrec fit --config config.yaml`, this config (saved by the run):", "",
+                  "```yaml", config.read_text(encoding="utf-8").rstrip(), "```", ""]
+    path = out / "README.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path

@@ -108,7 +108,12 @@ def load_module(path: str | Path, default_class: str = DEFAULT_CLASS) -> torch.n
     does not take (LightningCLI's ``_``-prefixed keys among them) are dropped, and ``pretrained``
     is turned off: the checkpoint has the weights.
     """
-    saved = read_checkpoint(path)
+    return module_from_checkpoint(read_checkpoint(path), str(path), default_class)
+
+
+def module_from_checkpoint(saved: dict[str, Any], source: str, default_class: str = DEFAULT_CLASS) -> torch.nn.Module:
+    """:func:`load_module` for a checkpoint already read (and checked) by :func:`read_checkpoint`."""
+    path = source
     if "state_dict" not in saved:
         raise CheckpointError("not a Lightning checkpoint: it has no state_dict", source=str(path))
     hparams = dict(saved.get("hyper_parameters") or {})
