@@ -8,7 +8,7 @@ import torch
 
 from instructrec.distill.data import TeacherLogitsDataModule
 from instructrec.distill.module import DistillationModule
-from instructrec.distill.student import count_parameters
+from instructrec.models.evaluation import count_parameters
 
 from distill_helpers import random_batch, save_classification_teacher
 from helpers import write_classification

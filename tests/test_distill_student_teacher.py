@@ -7,6 +7,7 @@ from instructrec import backbones
 from instructrec.distill import student as students
 from instructrec.distill.teacher import load_teacher
 from instructrec.models import MultiTaskModule
+from instructrec.models.evaluation import count_parameters
 
 from distill_helpers import LABELS, random_batch, save_classification_teacher
 
@@ -33,9 +34,9 @@ def test_student_from_teacher_layers_has_their_weights(teacher_folder):
     assert encoder.training and all(p.requires_grad for p in encoder.parameters())
     assert not any(p.requires_grad for p in teacher.parameters())
     # Parameters: the teacher's minus three layers (and its pooler, which students drop).
-    per_layer = students.count_parameters(teacher.encoder.encoder.layer[0])
-    pooler = students.count_parameters(teacher.encoder.pooler)
-    assert students.count_parameters(encoder) == students.count_parameters(teacher.encoder) - 3 * per_layer - pooler
+    per_layer = count_parameters(teacher.encoder.encoder.layer[0])
+    pooler = count_parameters(teacher.encoder.pooler)
+    assert count_parameters(encoder) == count_parameters(teacher.encoder) - 3 * per_layer - pooler
     # It runs; its layer map pairs each copied layer with the end of the teacher block it replaces.
     out = encoder(**{k: v for k, v in random_batch().items() if k != "labels"}, output_hidden_states=True)
     assert len(out.hidden_states) == 4
@@ -65,7 +66,7 @@ def test_random_and_pretrained_students(tmp_path):
     saved = backbones.load_encoder(str(folder)).state_dict()
     assert all(torch.equal(v, saved[k]) for k, v in pretrained.state_dict().items())
     full = backbones.load_encoder("tiny-bert")
-    assert students.count_parameters(pretrained) == students.count_parameters(full)
+    assert count_parameters(pretrained) == count_parameters(full)
 
 
 def test_folder_teacher_is_frozen_and_reorders_labels(teacher_folder):

@@ -32,7 +32,7 @@ FIELDS = ["model", "seed", "task", "acc", "macro_f1", "params_total", "params_en
 
 def run_one(model: str, config: str, seed: int, args) -> list[dict]:
     from instructrec.cli import run_lightning
-    from instructrec.models.multitask import count_parameters
+    from instructrec.models.evaluation import count_parameters
 
     out = Path(args.work_dir) / f"{model.replace(': ', '-').replace(' ', '_')}-seed{seed}"
     argv = [

@@ -58,6 +58,7 @@ from instructrec.distill.outputs import ModelOutputs
 from instructrec.distill.schedules import build_schedule
 from instructrec.distill.teacher import load_teacher
 from instructrec.distill.teacher_cache import cached_logits
+from instructrec.models.evaluation import TaskMetrics, count_parameters, task_of
 from instructrec.models.optim import adamw_with_warmup
 
 PARTS = ("soft", "hard", "hidden", "attention")
@@ -151,10 +152,9 @@ class DistillationModule(L.LightningModule):
             AttentionTransferLoss(students.attention_map(self.layer_map), attention_style) if uses["attention"] else None
         )
         heads = self.student.heads
-        self.val_metrics = nn.ModuleDict({name: head.metrics() for name, head in heads.items()})
-        self.test_metrics = nn.ModuleDict({name: head.metrics() for name, head in heads.items()})
-        self.teacher_metrics = nn.ModuleDict({name: head.metrics() for name, head in heads.items()})
-        self._evaluated: set[str] = set()
+        self.val_metrics = TaskMetrics(heads)
+        self.test_metrics = TaskMetrics(heads)
+        self.teacher_metrics = TaskMetrics(heads)
         self._latency: dict[str, list[float]] = {"student": [], "teacher": []}
         self.test_report: dict[str, Any] = {}
 
@@ -172,14 +172,7 @@ class DistillationModule(L.LightningModule):
         return self.student(batch, self._task(batch) if task is None else task)
 
     def _task(self, batch: dict) -> str:
-        task = batch.get("task")
-        if task is None:
-            if len(self.tasks) != 1:
-                raise ValueError(f"a batch without 'task' is ambiguous for tasks {sorted(self.tasks)}")
-            return next(iter(self.tasks))
-        if task not in self.tasks:
-            raise KeyError(f"batch task {task!r} is not one of {sorted(self.tasks)}")
-        return task
+        return task_of(batch.get("task"), self.tasks)
 
     # -- losses ------------------------------------------------------------------------------------
 
@@ -257,17 +250,16 @@ class DistillationModule(L.LightningModule):
         head = self.student.heads[task]
         outputs = self.student(batch, task).logits
         self.log(f"val/{task}/loss", head.loss(outputs, batch), batch_size=len(batch["input_ids"]), sync_dist=True, add_dataloader_idx=False)
-        head.update_metrics(self.val_metrics[task], outputs, batch)
-        self._evaluated.add(task)
+        self.val_metrics.update(task, head, outputs, batch)
 
     def on_validation_epoch_end(self) -> None:
-        values = self._compute(self.val_metrics)
+        values = self.val_metrics.compute()
         for task, metrics in values.items():
             for metric, value in metrics.items():
                 self.log(f"val/{task}/{metric}", value, prog_bar=len(self.tasks) == 1)
-        if values:
-            main = [values[t][self.student.heads[t].main_metric] for t in values]
-            self.log("val/score", torch.stack(main).float().mean(), prog_bar=True)
+        score = self.val_metrics.score(values)
+        if score is not None:
+            self.log("val/score", score, prog_bar=True)
 
     def on_test_epoch_start(self) -> None:
         self._latency = {"student": [], "teacher": []}
@@ -280,9 +272,8 @@ class DistillationModule(L.LightningModule):
         teacher, seconds = self._timed(lambda: self.teacher(batch, task).logits)
         self._latency["teacher"].append(seconds)
         head = self.student.heads[task]
-        head.update_metrics(self.test_metrics[task], student, batch)
-        head.update_metrics(self.teacher_metrics[task], _float(teacher), batch)
-        self._evaluated.add(task)
+        self.test_metrics.update(task, head, student, batch)
+        self.teacher_metrics.update(task, head, _float(teacher), batch)
 
     def _timed(self, run):
         synchronize = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
@@ -294,10 +285,8 @@ class DistillationModule(L.LightningModule):
         return result, time.perf_counter() - start
 
     def on_test_epoch_end(self) -> None:
-        evaluated = set(self._evaluated)
-        student = self._compute(self.test_metrics)
-        self._evaluated = evaluated
-        teacher = self._compute(self.teacher_metrics)
+        student = self.test_metrics.compute()
+        teacher = self.teacher_metrics.compute()
         report = self._report(student, teacher)
         self.test_report = report
         for key, value in _flatten(report).items():
@@ -309,7 +298,7 @@ class DistillationModule(L.LightningModule):
 
     def _report(self, student: dict, teacher: dict) -> dict[str, Any]:
         """Parameters, latencies, metrics and retention, as exact Python numbers."""
-        student_params = students.count_parameters(self.student)
+        student_params = count_parameters(self.student)
         teacher_params = self.teacher.num_parameters()
         latency = {name: _mean_ms(times) for name, times in self._latency.items()}
         report: dict[str, Any] = {
@@ -332,15 +321,6 @@ class DistillationModule(L.LightningModule):
         if main:
             report["retention"] = sum(main) / len(main)
         return report
-
-    def _compute(self, metrics: nn.ModuleDict) -> dict[str, dict[str, torch.Tensor]]:
-        values = {}
-        for task in self.tasks:
-            if task in self._evaluated:
-                values[task] = metrics[task].compute()
-            metrics[task].reset()
-        self._evaluated.clear()
-        return values
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> list[dict]:
         task = self._task(batch)

@@ -159,5 +159,3 @@ def attention_map(hidden_map: list[list[int]]) -> list[list[int]]:
     return [[s - 1, t - 1] for s, t in hidden_map if s > 0 and t > 0]
 
 
-def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

@@ -27,6 +27,7 @@ from torch import nn
 
 from instructrec import backbones
 from instructrec.data.encoding import encoder_inputs
+from instructrec.models.evaluation import TaskMetrics, task_of
 from instructrec.models.heads import TaskHead, build_head
 from instructrec.models.optim import adamw_with_warmup
 from instructrec.models.weighting import DynamicWeightAveraging, build_weighting
@@ -83,9 +84,8 @@ class MultiTaskModule(L.LightningModule):
         self.loss_weighting = build_weighting(
             loss_weighting, {n: s["type"] for n, s in self.tasks.items()}, task_weights, dwa_temperature
         )
-        self.val_metrics = nn.ModuleDict({name: head.metrics() for name, head in self.heads.items()})
-        self.test_metrics = nn.ModuleDict({name: head.metrics() for name, head in self.heads.items()})
-        self._evaluated: set[str] = set()
+        self.val_metrics = TaskMetrics(self.heads)
+        self.test_metrics = TaskMetrics(self.heads)
 
     # -- the model -------------------------------------------------------------------------------
 
@@ -98,16 +98,10 @@ class MultiTaskModule(L.LightningModule):
         return self.heads[self._name(task)](states, attention_mask)
 
     def task_of(self, batch: dict) -> str:
-        return self._name(batch.get("task"))
+        return task_of(batch.get("task"), self.task_names)
 
     def _name(self, task: str | None) -> str:
-        if task is None:
-            if len(self.task_names) != 1:
-                raise ValueError(f"a batch without 'task' is ambiguous for tasks {self.task_names}")
-            return self.task_names[0]
-        if task not in self.heads:
-            raise KeyError(f"batch task {task!r} has no head; tasks: {self.task_names}")
-        return task
+        return task_of(task, self.task_names)
 
     def _outputs(self, batch: dict, name: str):
         return self(**encoder_inputs(batch), task=name)
@@ -155,14 +149,13 @@ class MultiTaskModule(L.LightningModule):
     def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._evaluate(batch, "test", self.test_metrics)
 
-    def _evaluate(self, batch: dict, stage: str, metrics: nn.ModuleDict) -> None:
+    def _evaluate(self, batch: dict, stage: str, metrics: TaskMetrics) -> None:
         name = self.task_of(batch)
         head: TaskHead = self.heads[name]
         outputs = self._outputs(batch, name)
         size = len(batch["input_ids"])
         self.log(f"{stage}/{name}/loss", head.loss(outputs, batch), batch_size=size, sync_dist=True, add_dataloader_idx=False)
-        head.update_metrics(metrics[name], outputs, batch)
-        self._evaluated.add(name)
+        metrics.update(name, head, outputs, batch)
 
     def on_validation_epoch_end(self) -> None:
         self._log_metrics("val", self.val_metrics)
@@ -170,20 +163,15 @@ class MultiTaskModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_metrics("test", self.test_metrics)
 
-    def _log_metrics(self, stage: str, metrics: nn.ModuleDict) -> None:
+    def _log_metrics(self, stage: str, metrics: TaskMetrics) -> None:
         """Each evaluated task's metrics (synced across ranks by torchmetrics), and their score."""
-        main = []
-        for name in self.task_names:
-            if name not in self._evaluated:
-                continue
-            values = metrics[name].compute()
-            metrics[name].reset()
-            for metric, value in values.items():
+        values = metrics.compute()
+        for name, task_values in values.items():
+            for metric, value in task_values.items():
                 self.log(f"{stage}/{name}/{metric}", value, prog_bar=stage == "val" and len(self.task_names) == 1)
-            main.append(values[self.heads[name].main_metric])
-        self._evaluated.clear()
-        if main:
-            self.log(f"{stage}/score", torch.stack(main).float().mean(), prog_bar=stage == "val")
+        score = metrics.score(values)
+        if score is not None:
+            self.log(f"{stage}/score", score, prog_bar=stage == "val")
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> list[dict]:
         """Per example: the head's prediction (classification: the option and its probabilities)."""
@@ -193,10 +181,6 @@ class MultiTaskModule(L.LightningModule):
 
     def configure_optimizers(self):
         return adamw_with_warmup(self)
-
-
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 def with_pooling(spec: dict[str, Any], pooling: str) -> dict[str, Any]:
