@@ -12,7 +12,7 @@ import torch
 
 from instructrec.callbacks import QAPredictionWriter
 from instructrec.data import InstructionDataModule
-from instructrec.data.encoding import TEXT_COLUMNS
+from instructrec.batch import TEXT_COLUMNS
 from instructrec.models.qa_reasoning import QAReasoningModule
 from instructrec.qa.squad_metrics import evaluate_v1
 
@@ -50,7 +50,8 @@ def test_evaluation_batches_carry_text_columns_and_all_references(tmp_path, squa
     data = qa_data(tmp_path, squad_file)
     data.setup("fit")
     train = next(iter(data.train_dataloader()))
-    assert not set(TEXT_COLUMNS) & set(train), "training batches hold tensors only"
+    assert set(TEXT_COLUMNS) & set(train) == {"example_id"}, "training batches hold tensors and their record ids only"
+    assert all(isinstance(i, str) for i in train["example_id"]) and len(train["example_id"]) == len(train["input_ids"])
     rows = [b for b in data.val_dataloader()]
     batch = rows[0]
     assert set(TEXT_COLUMNS) <= set(batch)

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from qa_reference import reference_postprocess
 
 from instructrec import backbones
-from instructrec.data.qa_features import NO_OFFSET, prepare_qa_features
+from instructrec.batch import NO_OFFSET
+from instructrec.data.qa_features import prepare_qa_features
 from instructrec.qa.postprocess import postprocess_qa_predictions, write_prediction_files
 from instructrec.qa.squad_metrics import evaluate
 

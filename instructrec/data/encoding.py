@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import Callable
 
+from instructrec.batch import IGNORE_LABEL, MODEL_COLUMNS, TEXT_COLUMNS  # noqa: F401 (the data layer's names for them)
 from instructrec.data.loading import Example
 from instructrec.data.qa_features import answer_char_span, prepare_qa_features
 from instructrec.instructions import Instruction, InstructionError, render
 
 ENCODED_TASKS = ("classification", "qa")
-IGNORE_LABEL = -100  # examples without an answer (prediction input) carry no label
 
 
 def check_task(task: str) -> Callable[[Instruction], None]:
@@ -117,17 +117,3 @@ def encode_qa(tokenizer, max_length: int, doc_stride: int) -> Callable[[dict], d
     return encode
 
 
-# What an encoder reads of a batch (models, students and teachers alike).
-ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-def encoder_inputs(batch: dict) -> dict:
-    """The batch's tensors an encoder reads (``token_type_ids`` only where the tokenizer makes them)."""
-    return {key: batch[key] for key in ENCODER_INPUTS if key in batch}
-
-
-# The columns a model reads; the rest (ids, offsets) stay in the data set for post-processing.
-MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "labels", "start_positions", "end_positions")
-# What turns a QA feature's logits into an answer text and scores it: evaluation and prediction
-# batches carry these as lists (one entry per feature) beside the model's tensors.
-TEXT_COLUMNS = ("offset_mapping", "example_id", "context", "answers")

@@ -17,7 +17,8 @@ to context text and the column stays a rectangular int structure that Arrow can 
 
 from __future__ import annotations
 
-NO_OFFSET = (-1, -1)  # the offset of a token that is not part of the context
+from instructrec.batch import NO_OFFSET
+
 CLS_INDEX = 0  # the "no answer in this window" label: the first token, [CLS] / <s>
 _CONTEXT = 1  # sequence id of the context: the question comes first
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from instructrec.data import encoding
+from instructrec.batch import MODEL_COLUMNS
 from instructrec.data.datamodule import InstructionDataModule
 from instructrec.data.multitask import MultiTaskDataModule
 from instructrec.distill import teacher_cache
@@ -99,7 +99,7 @@ class TeacherLogitsDataModule(InstructionDataModule):
         if "offset_mapping" in dataset.column_names and CONTEXT_MASK not in dataset.column_names:
             dataset = dataset.map(_context_mask, desc=f"context mask ({split})")
         extra = [c for c in dataset.column_names if c.startswith("teacher_") or c == CONTEXT_MASK]
-        columns = [c for c in encoding.MODEL_COLUMNS if c in dataset.column_names] + extra
+        columns = [c for c in MODEL_COLUMNS if c in dataset.column_names] + extra
         return dataset.with_format("torch", columns=columns), TeacherBatchCollator(self._collate, extra)
 
 

@@ -22,7 +22,7 @@ import copy
 from torch import nn
 
 from instructrec import backbones
-from instructrec.data.encoding import encoder_inputs
+from instructrec.batch import encoder_inputs
 from instructrec.distill.outputs import ModelOutputs
 from instructrec.models.heads import build_head
 

@@ -28,9 +28,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from instructrec.batch import encoder_inputs
 from instructrec.data.cache import file_digest
 from instructrec.data.paths import resolve_path
-from instructrec.data.encoding import encoder_inputs
 from instructrec.distill.outputs import ModelOutputs
 from instructrec.errors import MissingFileError
 from instructrec.models.checkpoints import load_module

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from instructrec import backbones
-from instructrec.data.encoding import encoder_inputs
+from instructrec.batch import encoder_inputs
 from instructrec.models.evaluation import TaskMetrics, task_of
 from instructrec.models.heads import TaskHead, build_head
 from instructrec.models.optim import adamw_with_warmup

@@ -12,7 +12,7 @@ prediction files.
 
 Batch contract (``B`` features, ``S`` tokens): ``input_ids``, ``attention_mask``, optional
 ``token_type_ids`` ``(B, S)``; for training ``start_positions``, ``end_positions`` ``(B,)``; for
-text-level evaluation and prediction also, per feature (the data module's ``TEXT_COLUMNS``), ``offset_mapping`` (list of ``S_f`` pairs, NO_OFFSET for
+text-level evaluation and prediction also, per feature (:data:`instructrec.batch.TEXT_COLUMNS`), ``offset_mapping`` (list of ``S_f`` pairs, NO_OFFSET for
 non-context tokens), ``example_id`` (str), ``context`` (str) and ``answers`` (list of reference
 texts, empty for no answer). Without those four, evaluation logs the loss only.
 """
@@ -25,7 +25,7 @@ import lightning as L
 import torch
 
 from instructrec import backbones
-from instructrec.data.encoding import TEXT_COLUMNS, encoder_inputs
+from instructrec.batch import TEXT_COLUMNS, encoder_inputs
 from instructrec.models.heads import SpanHead
 from instructrec.models.optim import adamw_with_warmup
 from instructrec.qa.postprocess import QAPrediction, postprocess_qa_predictions
@@ -144,7 +144,7 @@ class QAReasoningModule(L.LightningModule):
         self, collected: list[dict[str, Any]], *, null_threshold: float | None = None
     ) -> tuple[list[str], list[QAPrediction], dict[str, list[str]]]:
         """Answer texts from collected batches (``start``, ``end`` logits and the
-        :data:`~instructrec.data.encoding.TEXT_COLUMNS`); ``null_threshold`` None: the tuned one.
+        :data:`~instructrec.batch.TEXT_COLUMNS`); ``null_threshold`` None: the tuned one.
 
         Returns the question ids in first-seen order, one prediction each, and the references.
         """

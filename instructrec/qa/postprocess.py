@@ -39,7 +39,7 @@ from typing import Sequence
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from instructrec.data.qa_features import NO_OFFSET
+from instructrec.batch import NO_OFFSET
 
 
 @dataclass(slots=True)

@@ -1,0 +1,23 @@
+"""The batch contract: the names of a batch's columns and its markers, read by the data layer that
+builds batches and by the models, students, teachers and QA decoding that read them.
+
+Plain Python (no torch, no data layer), so that importing a model never imports the parser, the
+templates or the data loaders.
+"""
+
+from __future__ import annotations
+
+# What an encoder reads of a batch (models, students and teachers alike).
+ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# The columns a model reads; the rest (ids, offsets) stay in the data set for post-processing.
+MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "labels", "start_positions", "end_positions")
+# What turns a QA feature's logits into an answer text and scores it: evaluation and prediction
+# batches carry these as lists (one entry per feature) beside the model's tensors.
+TEXT_COLUMNS = ("offset_mapping", "example_id", "context", "answers")
+IGNORE_LABEL = -100  # examples without an answer (prediction input) carry no label
+NO_OFFSET = (-1, -1)  # the offset of a token that is not part of the context
+
+
+def encoder_inputs(batch: dict) -> dict:
+    """The batch's tensors an encoder reads (``token_type_ids`` only where the tokenizer makes them)."""
+    return {key: batch[key] for key in ENCODER_INPUTS if key in batch}
