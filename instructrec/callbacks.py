@@ -1,11 +1,23 @@
-"""Callbacks that the configs use beside Lightning's own."""
+"""Callbacks that the configs and the CLI use beside Lightning's own, and the CLI's checkpoint writer."""
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import random
 from pathlib import Path
+from typing import Literal
 
-from lightning.pytorch.callbacks import BasePredictionWriter
+import numpy as np
+import torch
+from lightning.fabric.plugins import TorchCheckpointIO
+from lightning.fabric.utilities.cloud_io import _is_local_file_protocol, get_filesystem
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback, ModelCheckpoint
+
+from instructrec.errors import InputError
+
+log = logging.getLogger(__name__)
 
 
 class JsonlPredictionWriter(BasePredictionWriter):
@@ -67,3 +79,180 @@ class QAPredictionWriter(BasePredictionWriter):
         written = write_prediction_files(folder, ids, decoded, version_2=pl_module.hparams.version_2)
         print(f"wrote {len(ids)} answers: {', '.join(str(p) for p in written.values())}")
 
+
+
+class NonFiniteLossError(InputError):
+    """The training loss became NaN or infinite. An input error: the cause is almost always a
+    setting (learning rate, precision) or the data, not the code, so the CLI reports it in two lines."""
+
+
+class NonFiniteLoss(Callback):
+    """Never train on a NaN or infinite loss silently: stop the run, naming the step, the task and
+    the batch's record ids, or (``action="skip"``) skip that optimizer step and log it.
+
+    Why a callback: it sees every family's loss before ``backward`` and the gradients before the
+    optimizer step, whatever the module. Under DDP the ranks agree (one rank's bad loss makes every
+    rank's averaged gradients bad), so all stop or skip together. Skipping sets the gradients to
+    None, which AdamW leaves alone (the learning-rate schedule still advances).
+
+    Args:
+        action: ``stop`` (default) or ``skip``.
+    """
+
+    def __init__(self, action: Literal["stop", "skip"] = "stop") -> None:
+        if action not in ("stop", "skip"):
+            raise InputError(f"non_finite_loss.action must be 'stop' or 'skip', got {action!r}")
+        self.action = action
+        self.skipped = 0
+        self._batch: dict | None = None
+        self._batch_idx = 0
+        self._bad_loss: float | None = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._batch, self._batch_idx = batch, batch_idx
+
+    def on_before_backward(self, trainer, pl_module, loss: torch.Tensor) -> None:
+        bad = not bool(torch.isfinite(loss.detach()).all())
+        if trainer.world_size > 1:
+            bad = trainer.strategy.reduce_boolean_decision(bad, all=False)
+        if not bad:
+            return
+        self._bad_loss = float(loss.detach().float().sum()) if loss.numel() else float("nan")
+        if self.action == "stop":
+            raise NonFiniteLossError(self._describe(trainer), hint=(
+                "lower the learning rate, clip gradients (--trainer.gradient_clip_val 1.0), use 32-bit precision, "
+                "or skip such steps with --non_finite_loss.action skip"))
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        if self._bad_loss is None:
+            return
+        for group in optimizer.param_groups:
+            for parameter in group["params"]:
+                parameter.grad = None
+        self.skipped += 1
+        log.warning("skipped the optimizer step: %s (%d skipped so far)", self._describe(trainer), self.skipped)
+        self._bad_loss = None  # (with gradient accumulation, any bad micro-batch skips the step)
+
+    def _describe(self, trainer) -> str:
+        batch = self._batch if isinstance(self._batch, dict) else {}
+        ids = list(batch.get("example_id") or [])
+        shown = ", ".join(map(str, ids[:8])) + (f" and {len(ids) - 8} more" if len(ids) > 8 else "")
+        task = batch.get("task")
+        return (
+            f"the training loss is {self._bad_loss} at step {trainer.global_step} (epoch {trainer.current_epoch}, "
+            f"batch {self._batch_idx}{f', task {task}' if task else ''}); records: {shown or 'unknown'}"
+        )
+
+
+class ResumeCheckpoint(ModelCheckpoint):
+    """``last.ckpt`` every ``every_n_train_steps`` steps, for a later ``instructrec fit ...
+    --ckpt_path last`` to resume from, mid-epoch included.
+
+    Why not a plain ``ModelCheckpoint``: without ``dirpath`` it writes into the logger's folder,
+    which is new in every run (a W&B run id), so the next run would not find ``last.ckpt``; this
+    one keeps it in ``<default_root_dir>/checkpoints``. A run that ends (or is stopped by
+    ``max_steps``, ``max_time``) before its first save still writes ``last.ckpt`` at its end.
+
+    Args:
+        dirpath: the folder of ``last.ckpt`` (default ``<default_root_dir>/checkpoints``).
+        every_n_train_steps: optimizer steps between saves.
+        save_last, save_top_k: as ``ModelCheckpoint``'s; by default only ``last.ckpt`` is kept
+            (the best checkpoint is the monitoring ``ModelCheckpoint``'s job).
+        enable_version_counter: off: a later run overwrites ``last.ckpt`` rather than writing
+            ``last-v1.ckpt`` beside it.
+    """
+
+    def __init__(self, dirpath: str | None = None, every_n_train_steps: int = 500, save_last: bool = True,
+                 save_top_k: int = 0, enable_version_counter: bool = False, **kwargs) -> None:
+        super().__init__(dirpath=dirpath, every_n_train_steps=every_n_train_steps, save_last=save_last,
+                         save_top_k=save_top_k, enable_version_counter=enable_version_counter, **kwargs)
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        self._use_run_folder(trainer)
+        super().setup(trainer, pl_module, stage)
+
+    def _find_last_checkpoints(self, trainer) -> set[str]:
+        # Lightning looks for `--ckpt_path last` before any callback's setup.
+        self._use_run_folder(trainer)
+        return super()._find_last_checkpoints(trainer)
+
+    def _use_run_folder(self, trainer) -> None:
+        if self.dirpath is None:
+            self.dirpath = os.path.join(trainer.default_root_dir, "checkpoints")
+            self._fs = get_filesystem(self.dirpath)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if not trainer.fast_dev_run:  # Lightning's would save even there, where checkpoints are off
+            super().on_train_end(trainer, pl_module)
+
+
+class RandomStates(Callback):
+    """Keeps the global random states (torch, CUDA, numpy, Python) in every checkpoint and puts
+    them back when a fit resumes, so dropout after a resume draws what an uninterrupted run drew.
+
+    Why at ``on_train_start`` rather than when the checkpoint is read: in between, Lightning builds
+    the model and the loaders and runs the sanity check, which draw from these generators; the run
+    that wrote the checkpoint had done all that long before. The states are tensors and plain
+    data, so the checkpoint still loads with ``weights_only=True``.
+    """
+
+    def __init__(self) -> None:
+        self._to_restore: dict | None = None
+
+    def state_dict(self) -> dict:
+        _, keys, position, has_gauss, gauss = np.random.get_state()
+        return {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                      "has_gauss": int(has_gauss), "gauss": float(gauss)},
+            "python": random.getstate(),
+        }
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._to_restore = state_dict
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        state, self._to_restore = self._to_restore, None
+        if not state:
+            return
+        torch.set_rng_state(state["torch"])
+        if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        numpy = state["numpy"]
+        np.random.set_state(("MT19937", numpy["keys"].numpy().astype(np.uint32), numpy["position"],
+                             numpy["has_gauss"], numpy["gauss"]))
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes a checkpoint to ``<path>.tmp`` beside it, then renames it into place, so a run killed
+    while saving never leaves a half-written ``last.ckpt``.
+
+    Why: Lightning (2.6) writes local checkpoints through an fsspec transaction that writes into the
+    system's temp folder and then moves the file; across file systems (``/tmp`` on tmpfs) that move
+    is a copy into the final path, which a kill can cut short. A rename within a folder is atomic.
+    """
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        if storage_options is not None or not _is_local_file_protocol(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".tmp")
+        with partial.open("wb") as handle:
+            torch.save(checkpoint, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, path)
+
+
+def make_resumable(trainer):
+    """What an exact resume needs from a trainer beside its data loaders: :class:`RandomStates`
+    and atomic checkpoint writes (unless the config chose a ``CheckpointIO`` of its own)."""
+    if not any(isinstance(callback, RandomStates) for callback in trainer.callbacks):
+        trainer.callbacks.append(RandomStates())
+    if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+        trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+    return trainer

@@ -26,6 +26,8 @@ def _cli_class():
     from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
     from lightning.pytorch.loggers import Logger
 
+    from instructrec.callbacks import NonFiniteLoss
+
     class LoggerSaveConfigCallback(SaveConfigCallback):
         """Save the config beside the run (Lightning's default) and send it to the logger."""
 
@@ -51,6 +53,18 @@ def _cli_class():
                 default=[],
                 help="Raw instructions to predict after fit (and test), printed with their answers.",
             )
+            # Always on: a NaN or infinite loss stops the run (or, with `action: skip`, skips the step).
+            parser.add_lightning_class_args(NonFiniteLoss, "non_finite_loss")
+
+        def before_instantiate_classes(self) -> None:
+            if self.subcommand is not None:
+                place_outputs(self.config[self.subcommand])
+
+        def instantiate_trainer(self, **kwargs):
+            """Every run can be resumed exactly (see :func:`instructrec.callbacks.make_resumable`)."""
+            from instructrec.callbacks import make_resumable
+
+            return make_resumable(super().instantiate_trainer(**kwargs))
 
         def after_fit(self) -> None:
             options = self.config[self.subcommand]
@@ -77,6 +91,45 @@ def _cli_class():
             check_ckpt_path(options.get("ckpt_path"))
 
     return InstructRecCLI, LoggerSaveConfigCallback
+
+
+# Init arguments of loggers and callbacks that name the folder they write to.
+OUTPUT_ARGUMENTS = ("save_dir", "dirpath", "output_dir")
+
+
+def place_outputs(config) -> None:
+    """Put a run's outputs under ``trainer.default_root_dir`` and refuse unwritable places early.
+
+    A relative ``save_dir`` (loggers), ``dirpath`` (ModelCheckpoint) or ``output_dir`` (prediction
+    writers) is taken relative to ``default_root_dir``, and a logger without a ``save_dir`` writes
+    there, so that one ``--trainer.default_root_dir`` moves everything a run writes. Every such
+    folder, and the data cache, must be writable before any work starts (an
+    :class:`~instructrec.errors.InputError` names the option and the path otherwise).
+    """
+    from pathlib import Path
+
+    from instructrec.data.paths import resolve_path, writable_folder
+
+    trainer = config["trainer"]
+    root = writable_folder(trainer.get("default_root_dir") or os.getcwd(), "trainer.default_root_dir")
+    trainer["default_root_dir"] = str(root)
+    loggers = trainer.get("logger")
+    for option, items in (("trainer.logger", loggers if isinstance(loggers, list) else [loggers]),
+                          ("trainer.callbacks", trainer.get("callbacks") or [])):
+        for item in items:
+            init_args = getattr(item, "init_args", None)
+            if init_args is None:  # `logger: false`, or no logger
+                continue
+            for name in OUTPUT_ARGUMENTS:
+                value = init_args.get(name) if name in init_args else Path()
+                if name not in init_args or (value is None and name != "save_dir"):
+                    continue  # not a writer's argument, or Lightning's own default place
+                folder = resolve_path(value if value not in (None, ".") else root)
+                folder = folder if folder.is_absolute() else root / folder
+                init_args[name] = str(writable_folder(folder, f"{option} {item.class_path.rsplit('.', 1)[-1]}.{name}"))
+    data = getattr(config.get("data"), "init_args", None)
+    if data is not None and data.get("cache_dir"):
+        writable_folder(data["cache_dir"], "data.init_args.cache_dir")
 
 
 # ``--ckpt_path`` words that Lightning resolves itself to checkpoints its callbacks wrote.
@@ -156,12 +209,19 @@ def _cache_teacher(argv: list[str]) -> int:
     return cache_teacher_main(argv)
 
 
+def _train_parser(argv: list[str]) -> int:
+    from instructrec.models.instruction_parser import train_parser_main
+
+    return train_parser_main(argv)
+
+
 # Commands beside LightningCLI's fit/validate/test/predict: name -> (argv -> exit status, summary).
 COMMANDS = {
     "export": (export_main, "a checkpoint -> transformers encoder folder + heads"),
     "evaluate-squad": (_evaluate_squad, "score SQuAD predictions as the official v1.1/v2.0 scripts do"),
     "cache-teacher": (_cache_teacher, "run a distillation teacher once and cache its logits"),
     "ask": (_ask, "answer questions from a knowledge base with a QA checkpoint, with the trace of passages"),
+    "train-parser": (_train_parser, "train the learned instruction parser into the model cache (minutes on a CPU)"),
 }
 
 

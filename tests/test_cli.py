@@ -64,8 +64,9 @@ def test_every_variant_merges_onto_its_base(variant, capsys, monkeypatch):
 @pytest.mark.parametrize("snippet", TRAINER_SNIPPETS, ids=lambda p: p.name)
 def test_trainer_snippets_merge(snippet, capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit:
         main(["fit", "--config", "configs/quickstart.yaml", "--config", str(snippet), "--print_config"])
+    assert exit.value.code == 0
     printed = capsys.readouterr().out
     assert ("strategy: ddp" in printed) or ("precision: bf16-mixed" in printed)
 
@@ -78,7 +79,7 @@ def test_fit_test_and_predict_end_to_end(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "test/sentiment/acc" in out and "test/score" in out and "Predictions" in out
     assert any(label in out for label in ("positive", "negative", "neutral"))
-    checkpoints = sorted((tmp_path / "run").rglob("*.ckpt"))
+    checkpoints = sorted((tmp_path / "run").rglob("*.ckpt"), key=lambda p: p.name)  # best-epoch00 first
     assert {p.name for p in checkpoints} == {"best-epoch00.ckpt", "last.ckpt"}
     config = next((tmp_path / "run").rglob("config.yaml")).read_text()
     assert "instructrec.models.MultiTaskModule" in config  # the full config is kept with the run
@@ -104,8 +105,14 @@ def test_fit_test_and_predict_end_to_end(tmp_path, capsys, monkeypatch):
 
 
 def test_fast_dev_run(tmp_path, monkeypatch):
+    """Two training and two validation batches, and nothing written: Lightning's smoke test."""
+    from instructrec.cli import run_lightning
+
     monkeypatch.chdir(ROOT)
-    main(tiny_fit_args(tmp_path, "--trainer.fast_dev_run", "2", "--test_after_fit", "false", "--show_predictions", "[]"))
+    cli = run_lightning(tiny_fit_args(tmp_path, "--trainer.fast_dev_run", "2", "--test_after_fit", "false",
+                                      "--show_predictions", "[]"))
+    assert cli.trainer.global_step == 2 and cli.trainer.fit_loop.epoch_loop.val_loop.batch_progress.total.completed == 2
+    assert not list(tmp_path.rglob("*.ckpt"))
 
 
 @pytest.mark.slow

@@ -26,8 +26,9 @@ def test_classification_labels_follow_the_options(tmp_path):
     dm.setup("fit")
     assert dm.datasets["train"]["labels"] == [0, 1, 0, 1]
     batch = next(iter(dm.val_dataloader()))
-    assert set(batch) == {"input_ids", "token_type_ids", "attention_mask", "labels"}
+    assert set(batch) == {"input_ids", "token_type_ids", "attention_mask", "labels", "example_id"}
     assert batch["labels"].tolist() == [0, 1, 0, 1]
+    assert batch["example_id"] == dm.example_ids("val")  # every batch names its records
     # The model reads the instruction without its answer.
     tokens = dm.tokenizer.decode(batch["input_ids"][0], skip_special_tokens=True).replace(" ", "").replace("#", "")
     assert "greatfilm" in tokens and "options" in tokens and "answer" not in tokens

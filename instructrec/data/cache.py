@@ -16,6 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from instructrec.data.paths import writable_folder
+
 # Bump when the encoding itself changes, so old entries stop matching.
 CACHE_VERSION = 3  # 2: QA features keep their context and reference answers; 3: QA labels at the reference's position
 META_FILE = "meta.json"
@@ -51,7 +53,7 @@ def load_entry(folder: Path):
 
 def save_entry(folder: Path, dataset, meta: dict, extra_files: dict[str, Any] | None = None) -> None:
     """Write dataset, meta and extra files (name -> callable(path)) atomically into ``folder``."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    writable_folder(folder.parent, "the data cache folder")
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
         dataset.save_to_disk(str(tmp / "dataset"))

@@ -3,17 +3,20 @@
 Each split is parsed into :class:`~instructrec.instructions.Instruction` objects, checked, encoded
 with the backbone's fast tokenizer through ``datasets.Dataset.map(batched=True)`` and cached as
 Arrow (see :mod:`instructrec.data.cache`), so a second run skips straight to loading. Lightning
-owns distributed sampling; this module only builds plain ``DataLoader``s.
+owns distributed sampling; this module builds plain ``DataLoader``s, for training one that a fit
+resumes mid-epoch (:mod:`instructrec.data.resumable`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from instructrec import backbones
@@ -21,6 +24,7 @@ from instructrec.data import cache, encoding
 from instructrec.data.files import TextRecord, read_instruction_file
 from instructrec.data.loading import LoadedSplit, OnError, collect, holdout_position, parsed, report, subsample
 from instructrec.data.paths import resolve_path
+from instructrec.data.resumable import EpochShuffleSampler, ResumableData, ResumableLoader
 from instructrec.data.sources import reference_answers, templated
 from instructrec.errors import MissingFileError
 from instructrec.instructions import InstructionError
@@ -30,7 +34,7 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test", "predict")
 
 
-class InstructionDataModule(L.LightningDataModule):
+class InstructionDataModule(ResumableData, L.LightningDataModule):
     """One task's data, from instruction files or from a raw data set and a template.
 
     Args:
@@ -360,26 +364,36 @@ class InstructionDataModule(L.LightningDataModule):
         if split not in self.datasets:
             raise RuntimeError(f"no {split} data: set `{split}` in the data module's config")
         dataset, collate = self.loader_inputs(split)
-        return DataLoader(
-            dataset,
+        options = dict(
             batch_size=self.batch_size,
-            shuffle=shuffle,
             num_workers=self.num_workers,
             collate_fn=collate,
             persistent_workers=self.num_workers > 0,
+            # its own generator (for the workers' seeds): iterating a loader leaves the global
+            # random state, which dropout draws from, alone, so a resumed fit draws what it would have
+            generator=torch.Generator().manual_seed(self.seed),
         )
+        if not shuffle:
+            return DataLoader(dataset, **options)
+        # the run's seed (seed_everything's), as Lightning's DistributedSampler shuffles under DDP
+        seed = int(os.environ.get("PL_GLOBAL_SEED", self.seed))
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        sampler = EpochShuffleSampler(dataset, seed)
+        return ResumableLoader(dataset, sampler=sampler, position=self.train_position, epoch=epoch, **options)
 
     def loader_inputs(self, split: str):
         """The torch-formatted dataset a split's loader reads and its collate function: the
         model's columns, plus for QA evaluation and prediction the :data:`~instructrec.data.
-        encoding.TEXT_COLUMNS` that decode and score answers. A subclass that feeds the model more
+        encoding.TEXT_COLUMNS` that decode and score answers, and elsewhere the ``example_id``s. A subclass that feeds the model more
         columns overrides this."""
         dataset = self.datasets[split]
         columns = [c for c in encoding.MODEL_COLUMNS if c in dataset.column_names]
         if split != "train" and all(c in dataset.column_names for c in encoding.TEXT_COLUMNS):
-            dataset = dataset.select_columns(columns + list(encoding.TEXT_COLUMNS))
-            return dataset.with_format("torch", columns=columns, output_all_columns=True), self._collate
-        return dataset.with_format("torch", columns=columns), self._collate
+            texts = list(encoding.TEXT_COLUMNS)
+        else:  # training batches name their records, so that a bad step can say which they were
+            texts = [c for c in ("example_id",) if c in dataset.column_names]
+        dataset = dataset.select_columns(columns + texts)
+        return dataset.with_format("torch", columns=columns, output_all_columns=bool(texts)), self._collate
 
     @cached_property
     def _collate(self) -> "ModelBatchCollator":

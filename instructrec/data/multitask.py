@@ -18,16 +18,18 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from instructrec.data.datamodule import InstructionDataModule
+from instructrec.data.resumable import ResumableData, ResumableLoader
 from instructrec.data.sampling import TaskSchedule, batches_per_pass, shuffled_shard
 
 # Options a source inherits from the multi-task module unless it sets its own.
 SHARED_OPTIONS = ("max_length", "batch_size", "num_workers", "cache_dir", "on_error")
 
 
-class MultiTaskDataModule(L.LightningDataModule):
+class MultiTaskDataModule(ResumableData, L.LightningDataModule):
     """Several tasks' data: one :class:`InstructionDataModule` per source, mixed for training.
 
     Args:
@@ -113,9 +115,12 @@ class MultiTaskDataModule(L.LightningDataModule):
         trainer = self.trainer
         rank, world_size = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         batches = self.train_batches(rank=rank, world_size=world_size)
-        batches.epoch = trainer.current_epoch if trainer is not None else 0
+        epoch = trainer.current_epoch if trainer is not None else 0
         workers = max(source.num_workers for source in self.sources.values())
-        return DataLoader(batches, batch_size=None, num_workers=workers, persistent_workers=workers > 0)
+        # (its own generator, for the workers' seeds: see InstructionDataModule._loader)
+        return ResumableLoader(batches, batch_size=None, num_workers=workers, persistent_workers=workers > 0,
+                               generator=torch.Generator().manual_seed(self.seed),
+                               position=self.train_position, epoch=epoch)
 
     def train_batches(self, rank: int = 0, world_size: int = 1) -> "MultiTaskBatches":
         """The training batches of one rank (also usable without a Trainer, e.g. in a plain loop)."""
@@ -171,8 +176,8 @@ class MultiTaskBatches(IterableDataset):
     Each source is an endless stream of passes: pass ``c`` is a ``(seed, task, c)``-seeded shuffle,
     sharded by rank, cut into batches. An epoch continues each stream where the previous epochs
     left it (:meth:`TaskSchedule.draws_before`), so a short epoch never re-reads a source's start.
-    ``epoch`` is set by the data module and advanced after each pass over the iterator (with
-    persistent workers each worker advances its own copy in step). With several DataLoader workers,
+    ``epoch`` is set by the training loader (:meth:`start_pass`) and advanced after each pass over
+    the iterator (with persistent workers each worker advances its own copy in step). With several DataLoader workers,
     worker ``w`` builds steps ``w, w + W, ...`` and the loader interleaves them back in order.
     """
 
@@ -187,6 +192,7 @@ class MultiTaskBatches(IterableDataset):
         sizes = tuple(batches_per_pass(self.rows[n], batch_sizes[n], world_size) for n in self.names)
         self.schedule = TaskSchedule(sizes=sizes, **schedule)
         self.epoch = 0
+        self.skip = 0
         self._shards: dict[tuple[str, int], list[int]] = {}
 
     def __len__(self) -> int:
@@ -213,11 +219,16 @@ class MultiTaskBatches(IterableDataset):
             )
         return self._shards[(name, cycle)]
 
+    def start_pass(self, epoch: int, skip: int) -> None:
+        """The next pass is ``epoch``'s without its first ``skip`` steps (a resumed fit's, see
+        :class:`~instructrec.data.resumable.ResumableLoader`)."""
+        self.epoch, self.skip = epoch, skip
+
     def __iter__(self):
-        epoch = self.epoch
-        self.epoch += 1
+        epoch, skip = self.epoch, self.skip
+        self.epoch, self.skip = epoch + 1, 0
         worker = get_worker_info()
         start, step = (worker.id, worker.num_workers) if worker is not None else (0, 1)
-        plan = self.batch_plan(epoch)
+        plan = self.batch_plan(epoch)[skip:]
         for name, rows in plan[start::step]:
             yield self.collators[name]([self.datasets[name][i] for i in rows])

@@ -7,7 +7,10 @@ the ``shared/data`` folder beside the checkout.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
+
+from instructrec.errors import InputError
 
 _DEFAULT = Path(__file__).resolve().parents[3] / "shared" / "data"
 
@@ -29,3 +32,20 @@ def resolve_path(path: str | os.PathLike) -> Path:
             "$INSTRUCTREC_DATA", str(data_root())
         )
     return Path(os.path.expandvars(os.path.expanduser(text)))
+
+
+def writable_folder(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as a folder that exists and takes files (created if needed), else an
+    :class:`~instructrec.errors.InputError` naming ``what`` and the path: refused before any work
+    is done, instead of a ``FileNotFoundError`` when the first file is written."""
+    folder = resolve_path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise InputError(
+            f"{what} {folder} cannot be written: {error.strerror or error}",
+            hint="choose a folder you can write to (e.g. --trainer.default_root_dir runs/NAME moves every output of a run)",
+        ) from None
+    return folder

@@ -1,0 +1,143 @@
+"""Training loaders that a fit killed mid-epoch resumes exactly, batch for batch.
+
+A pass's order is a function of ``(seed, epoch)`` alone (:class:`EpochShuffleSampler`, or
+:class:`~instructrec.data.multitask.MultiTaskBatches`' schedule), so where training stands is just
+the epoch and the number of batches already handed out (:class:`TrainPosition`). The data module
+keeps it in every checkpoint (:class:`ResumableData`), and a resumed pass skips those batches'
+indices before any row is read.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset, RandomSampler
+
+from instructrec.instructions.templates import stable_hash
+
+
+class EpochShuffleSampler(RandomSampler):
+    """A shuffle that depends on ``(seed, epoch)`` only, not on the global random state; the
+    :class:`ResumableLoader` sets the epoch.
+
+    A ``RandomSampler`` so that under DDP Lightning swaps in its ``DistributedSampler`` (shuffled by
+    the same run seed and epoch) as it does for ``shuffle=True``.
+    """
+
+    def __init__(self, data_source, seed: int = 0) -> None:
+        super().__init__(data_source)
+        self.seed = seed
+        self.epoch = 0
+        self.skip = 0
+
+    def start_pass(self, epoch: int, skip: int) -> None:
+        """The next pass is ``epoch``'s, without its first ``skip`` indices.
+
+        (No ``set_epoch``: Lightning calls it after the pass's iterator may exist, with its own
+        count of epochs, which a fit stopped by ``max_steps`` and resumed has one too many of.)
+        """
+        self.epoch, self.skip = epoch, skip
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(stable_hash("train-order", self.seed, self.epoch))
+        order = torch.randperm(len(self.data_source), generator=generator).tolist()
+        skip, self.skip = self.skip, 0
+        return iter(order[skip:])
+
+
+class TrainPosition:
+    """Where training stands in its passes over the data: the epoch of the pass being served and
+    the batches of it handed out, and the position a resumed fit starts from.
+
+    One object, shared by a data module and its training loader: Lightning rebuilds the loader
+    under DDP (to put its sampler in) from the same arguments, so the copy counts here too.
+    """
+
+    def __init__(self) -> None:
+        self.epoch = 0
+        self.served = 0
+        self.resume_at: tuple[int, int] | None = None
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "batches": self.served}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.resume_at = int(state["epoch"]), int(state["batches"])
+
+
+class ResumableData:
+    """Mixed into a ``LightningDataModule``: its checkpoint state is its :class:`TrainPosition`.
+
+    Why the data module's state and not only the loader's (which Lightning also keeps): Lightning
+    hands a loader its state only if it builds the loader after reading the checkpoint, and a model
+    whose ``configure_optimizers`` asks for ``trainer.estimated_stepping_batches`` makes it build
+    and start the loader before; a data module's state is read before either.
+    """
+
+    @cached_property
+    def train_position(self) -> TrainPosition:
+        return TrainPosition()
+
+    def state_dict(self) -> dict:
+        return {"train_position": self.train_position.state_dict()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if "train_position" in state_dict:
+            self.train_position.load_state_dict(state_dict["train_position"])
+
+
+class ResumableLoader(DataLoader):
+    """A training DataLoader that a fit resumes mid-epoch: it serves the pass of its
+    :class:`TrainPosition`, skipping the batches a resumed fit had already trained on, and has
+    Lightning's stateful-loader interface (``state_dict``/``load_state_dict``).
+
+    The sampler (or an iterable data set) must have ``start_pass(epoch, skip)`` to skip indices
+    cheaply; with any other (Lightning's ``DistributedSampler`` under DDP) skipped batches are read
+    and dropped.
+
+    Args:
+        position: the data module's :attr:`ResumableData.train_position`.
+        epoch: the epoch of the first pass (the trainer's ``current_epoch`` when the loader is built).
+        Everything else goes to ``DataLoader``.
+    """
+
+    def __init__(self, *args, position: TrainPosition, epoch: int = 0, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.position = position
+        self.next_epoch = epoch
+
+    def state_dict(self) -> dict[str, int]:
+        return self.position.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.position.load_state_dict(state)
+
+    def __iter__(self):
+        epoch, skip = self.next_epoch, 0
+        if self.position.resume_at is not None:
+            (epoch, skip), self.position.resume_at = self.position.resume_at, None
+            if skip >= len(self):  # that pass was over: the next one starts from its beginning
+                epoch, skip = epoch + 1, 0
+        self.next_epoch = epoch + 1
+        to_drop = self._start_pass(epoch, skip)
+        iterator = super().__iter__()
+        self.position.epoch, self.position.served = epoch, skip
+        return self._counted(iterator, to_drop)
+
+    def _start_pass(self, epoch: int, skip: int) -> int:
+        """Point the sampler (or iterable data set) at the pass; the batches left to drop here."""
+        source = self.dataset if isinstance(self.dataset, IterableDataset) else self.sampler
+        if hasattr(source, "start_pass"):
+            source.start_pass(epoch, skip * (self.batch_size or 1))
+            return 0
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+        return skip
+
+    def _counted(self, iterator, to_drop: int):
+        for _ in range(to_drop):
+            next(iterator, None)
+        for batch in iterator:
+            self.position.served += 1
+            yield batch
