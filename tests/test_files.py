@@ -89,3 +89,14 @@ def test_missing_file_and_unknown_format(tmp_path):
     (tmp_path / "a.txt").write_text("x")
     with pytest.raises(ValueError, match="unknown instruction file format 'csv'"):
         list(read_instruction_file(tmp_path / "a.txt", format="csv"))
+
+
+def test_deep_nesting_and_lone_surrogates_are_handled(tmp_path):
+    path = tmp_path / "deep.jsonl"
+    path.write_bytes(b"[" * 100_000 + b"\n" + b'{"text": "Instruction: a\\ud800b"}\n')
+    deep, surrogate = read_instruction_file(path)
+    assert str(deep.error).endswith("record 1: line 1 is not valid JSON: nested too deeply")
+    assert surrogate.error is None and surrogate.text == "Instruction: a\ud800b"
+    out = tmp_path / "rejects.jsonl"
+    write_jsonl(out, [{"text": surrogate.text}])  # a rejects file never fails on what was read
+    assert [r.text for r in read_instruction_file(out)] == ["Instruction: a\ud800b"]

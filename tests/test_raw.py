@@ -69,6 +69,22 @@ def test_read_squad_errors_name_file_and_question(tmp_path):
         raw.read_squad(write(tmp_path / "bad.json", "{"))
 
 
+def test_read_squad_bad_bytes_bom_and_deep_nesting(tmp_path):
+    """Found by tests/test_fuzz.py: non-UTF-8 bytes escaped as a bare UnicodeDecodeError, a BOM was
+    "not valid JSON", and deep nesting escaped as a RecursionError."""
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(b'{"data":\n[\x80]}')
+    with pytest.raises(InstructionError, match=r"bad.json: not utf-8: byte 0x80 on line 2") as error:
+        raw.read_squad(bad)
+    assert error.value.hint == "save the file as UTF-8"
+    document = {"data": [{"paragraphs": [{"context": "c", "qas": [{"id": "q", "question": "Q?", "answers": []}]}]}]}
+    plain = raw.read_squad(write(tmp_path / "plain.json", json.dumps(document)))
+    with_bom = raw.read_squad(write(tmp_path / "plain.json", "\ufeff" + json.dumps(document, indent=1).replace("\n", "\r\n")))
+    assert with_bom == plain
+    with pytest.raises(InstructionError, match="not valid JSON: nested too deeply"):
+        raw.read_squad(write(tmp_path / "deep.json", "[" * 100_000))
+
+
 # -- CSV / TSV -------------------------------------------------------------------------------------
 
 
@@ -121,10 +137,25 @@ def test_read_delimited_bad_quoting_and_encoding(tmp_path):
     with pytest.raises(InstructionError, match=r"bad.csv, record 2: malformed row"):
         raw.read_delimited(write(tmp_path / "bad.csv", 'label,text\n1,"open"quote\n'), text_columns=["text"], label_column="label")
     latin = write(tmp_path / "latin.csv", "label,text\n1,café\n", encoding="latin-1")
-    with pytest.raises(InstructionError, match=r"latin.csv, record 1: not utf-8"):
+    with pytest.raises(InstructionError, match=r"latin.csv, record 2: not utf-8: byte 0xe9 on line 2"):
         raw.read_delimited(latin, text_columns=["text"], label_column="label")
     (row,) = raw.read_delimited(latin, text_columns=["text"], label_column="label", encoding="latin-1")
     assert row["text"] == "café"
+
+
+def test_read_delimited_bom_line_ends_and_located_bad_bytes(tmp_path):
+    """Found by tests/test_fuzz.py: a UTF-8 BOM became part of the first column's name ("no column
+    'sentence'"), and a bad byte was reported on the line where the 8 KiB decoding chunk began."""
+    expected = raw.read_sst2(write(tmp_path / "sst2.tsv", "sentence\tlabel\nok\t1\nbad\t0\n"))
+    for line_end in ("\r\n", "\r"):
+        text = "\ufeffsentence\tlabel\nok\t1\nbad\t0\n".replace("\n", line_end)
+        assert raw.read_sst2(write(tmp_path / "sst2.tsv", text)) == expected
+    rows = "label,text\n" + "1,fine\n" * 2000
+    path = tmp_path / "late.csv"
+    path.write_bytes(rows.encode() + b"1,caf\xe9\n")
+    with pytest.raises(InstructionError, match=r"late.csv, record 2002: not utf-8: byte 0xe9 on line 2002") as error:
+        raw.read_delimited(path, text_columns=["text"], label_column="label")
+    assert "encoding" in error.value.hint
 
 
 def test_read_delimited_needs_a_delimiter_for_other_suffixes(tmp_path):
@@ -189,6 +220,18 @@ def test_read_parallel_errors(tmp_path):
         raw.read_parallel(en, de)
 
 
+def test_read_parallel_bad_bytes_name_the_line_and_the_encoding_option(tmp_path):
+    en = write(tmp_path / "val.en", "one\ntwo\n")
+    de = tmp_path / "val.de"
+    de.write_bytes(b"eins\nzw\xffei\n")
+    with pytest.raises(InstructionError, match=re.escape(f"{de}, record 2: not utf-8: byte 0xff on line 2")) as error:
+        raw.read_parallel(en, de)
+    assert "encoding" in error.value.hint
+    assert [r["target"] for r in raw.read_parallel(en, de, encoding="latin-1")] == ["eins", "zwÿei"]
+    with pytest.raises(InstructionError, match="unknown encoding 'no-such-codec'"):
+        raw.read_parallel(en, de, encoding="no-such-codec")
+
+
 # -- bAbI ------------------------------------------------------------------------------------------
 
 BABI = "1 Mary moved to the garden.\n2 Mary got the milk there.\n3 John went to the garden.\n4 Mary went to the hall.\n5 Where is the milk? \thall\t2 4\n1 Sandra went to the office.\n2 Where is Sandra? \toffice\t1\n"
@@ -236,6 +279,26 @@ def test_read_babi_qa_errors_name_the_file(tmp_path):
     path = write(tmp_path / "bad.txt", "1 Mary went home.\nthree Where?\thome\t1\n")
     with pytest.raises(InstructionError, match=re.escape(str(path))):
         raw.read_babi_qa(path)
+
+
+def test_read_babi_bom_line_ends_and_located_errors(tmp_path):
+    """Found by tests/test_fuzz.py: a UTF-8 BOM made line 1 "not start with its number", and bad
+    bytes, non-ASCII digits (²) and non-numeric supporting ids gave unlocated messages."""
+    expected = raw.read_babi_qa(write(tmp_path / "qa2_train.txt", BABI))
+    for line_end in ("\r\n", "\r"):
+        path = write(tmp_path / "qa2_train.txt", "\ufeff" + BABI.replace("\n", line_end))
+        assert [{**r, "source": None} for r in raw.read_babi_qa(path)] == [{**r, "source": None} for r in expected]
+    cases = [
+        (b"1 Mary went home.\n2 Where is \xff?\thome\t1\n", r"record 2: line 2 is not UTF-8 \(byte 0xff\)"),
+        ("1 Mary went home.\n² Where?\thome\t1\n".encode(), r"record 2: line 2: a bAbI line starts with its number"),
+        (b"1 Mary went home.\n2 Where?\thome\tx\n", r"record 2: line 2: supporting ids are line numbers"),
+        (b"1 Mary went home.\n2 Where?\t \t1\n", r"record 2: line 2: a question needs an answer"),
+    ]
+    for data, message in cases:
+        path = tmp_path / "bad.txt"
+        path.write_bytes(data)
+        with pytest.raises(InstructionError, match=re.escape(str(path)) + ", " + message):
+            raw.read_babi_qa(path)
 
 
 def test_reader_for_templates():

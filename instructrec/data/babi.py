@@ -6,11 +6,16 @@ QA reader's data (one record per question, the story so far as its context) both
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from instructrec.data.qa_features import join_passages, passage_at
+from instructrec.instructions.model import InstructionError
 
 PathLike = str | os.PathLike
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_NUMBER = re.compile(r"[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -58,27 +63,48 @@ class BabiStory:
 
 def read_babi(path: PathLike) -> list[BabiStory]:
     """The stories of a bAbI task file: numbered lines, a new story where numbering restarts at 1;
-    a question line is ``n question<TAB>answer<TAB>supporting ids``."""
+    a question line is ``n question<TAB>answer<TAB>supporting ids``.
+
+    The file is UTF-8 (a byte-order mark is dropped); LF, CRLF and CR end lines. A malformed line
+    raises :class:`InstructionError` (a ``ValueError``) naming the file and the line (``record``).
+    """
+    source = str(path)
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        start = error.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)
+        line = len(_LINE_BREAK.split(data[:start].decode("utf-8", "replace")))
+        raise InstructionError(
+            f"line {line} is not UTF-8 (byte {data[start]:#04x})", source=source, record=line,
+            hint="save the file as UTF-8",
+        ) from None
+
+    def bad(line_number: int, problem: str, raw: str) -> InstructionError:
+        return InstructionError(f"line {line_number}: {problem}: {raw!r}", source=source, record=line_number)
+
     stories: list[BabiStory] = []
-    with open(path, encoding="utf-8") as file:
-        for line_number, raw in enumerate(file, start=1):
-            raw = raw.rstrip("\n")
-            if not raw.strip():
-                continue
-            number, _, rest = raw.partition(" ")
-            if not number.isdigit():
-                raise ValueError(f"{path}:{line_number}: a bAbI line starts with its number: {raw!r}")
-            n = int(number)
-            if n == 1:
-                stories.append(BabiStory(len(stories), {}, []))
-            if not stories:
-                raise ValueError(f"{path}:{line_number}: the first story does not start at 1")
-            if "\t" in rest:
-                fields = rest.split("\t")
-                if len(fields) < 3:
-                    raise ValueError(f"{path}:{line_number}: a question needs answer and supporting ids")
-                supporting = tuple(int(i) for i in fields[2].split())
-                stories[-1].questions.append(BabiQuestion(n, fields[0].strip(), fields[1].strip(), supporting))
-            else:
-                stories[-1].facts[n] = rest.strip()
+    lines = _LINE_BREAK.split(text)
+    for line_number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        number, _, rest = raw.partition(" ")
+        if not _NUMBER.fullmatch(number):
+            raise bad(line_number, "a bAbI line starts with its number", raw)
+        n = int(number)
+        if n == 1:
+            stories.append(BabiStory(len(stories), {}, []))
+        if not stories:
+            raise bad(line_number, "the first story does not start at 1", raw)
+        if "\t" in rest:
+            fields = rest.split("\t")
+            if len(fields) < 3 or not fields[1].strip():
+                raise bad(line_number, "a question needs an answer and supporting ids", raw)
+            ids = fields[2].split()
+            if not all(_NUMBER.fullmatch(i) for i in ids):
+                raise bad(line_number, "supporting ids are line numbers", raw)
+            supporting = tuple(int(i) for i in ids)
+            stories[-1].questions.append(BabiQuestion(n, fields[0].strip(), fields[1].strip(), supporting))
+        else:
+            stories[-1].facts[n] = rest.strip()
     return stories

@@ -96,6 +96,8 @@ def _read_jsonl(path: Path, text_field: str) -> Iterator[TextRecord]:
                 row = json.loads(line)
             except json.JSONDecodeError as error:
                 problem = f"line {line_number} is not valid JSON: {error.msg}"
+            except RecursionError:
+                problem = f"line {line_number} is not valid JSON: nested too deeply"
             else:
                 if isinstance(row, dict) and isinstance(row.get(text_field), str):
                     yield TextRecord(row[text_field], source, record, str(row.get("id", default_id)))
@@ -124,4 +126,9 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as handle:
         for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            line = json.dumps(row, ensure_ascii=False)
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate (read from a "\\ud800" escape): keep it escaped
+                line = json.dumps(row)
+            handle.write(line + "\n")

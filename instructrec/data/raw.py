@@ -21,9 +21,12 @@ Labels are returned as names where the data set defines them (the ``*_LABELS`` c
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -68,11 +71,14 @@ def read_squad(path: PathLike) -> list[Record]:
 
 
 def _load_json(path: PathLike) -> list:
+    # JSON is UTF-8 (RFC 8259); a byte-order mark is tolerated.
+    text = _decode_text(Path(path).read_bytes(), "utf-8", str(path), hint="save the file as UTF-8", lines_are_records=False)
     try:
-        with open(path, encoding="utf-8") as file:
-            document = json.load(file)
+        document = json.loads(text)
     except json.JSONDecodeError as error:
         raise InstructionError(f"not valid JSON: {error}", source=str(path)) from None
+    except RecursionError:
+        raise InstructionError("not valid JSON: nested too deeply", source=str(path)) from None
     if not isinstance(document, dict) or not isinstance(document.get("data"), list):
         raise InstructionError("not a SQuAD-style file: no top-level 'data' list", source=str(path))
     return document["data"]
@@ -167,19 +173,20 @@ def _delimiter_for(path: PathLike) -> str:
 def _rows(path: PathLike, delimiter: str, encoding: str, quotechar: str | None) -> list[tuple[int, list[str]]]:
     """(line the row starts on, fields) for every non-blank row."""
     quoting = csv.QUOTE_MINIMAL if quotechar else csv.QUOTE_NONE
+    text = _decode_text(Path(path).read_bytes(), encoding, str(path), hint=_ENCODING_HINT)
     rows = []
-    with open(path, encoding=encoding, newline="") as file:
-        reader = csv.reader(file, delimiter=delimiter, quotechar=quotechar or '"', quoting=quoting, strict=True)
-        start = 1
-        try:
-            for row in reader:
-                if row:  # a blank line is no record
-                    rows.append((start, row))
-                start = reader.line_num + 1
-        except csv.Error as error:
-            raise InstructionError(f"malformed row: {error}", source=str(path), record=start) from None
-        except UnicodeDecodeError as error:
-            raise InstructionError(f"not {encoding}: {error}", source=str(path), record=start) from None
+    # newline="": the csv module sees every line end (CRLF, CR, LF) and quoted ones inside fields.
+    reader = csv.reader(
+        io.StringIO(text, newline=""), delimiter=delimiter, quotechar=quotechar or '"', quoting=quoting, strict=True
+    )
+    start = 1
+    try:
+        for row in reader:
+            if row:  # a blank line is no record
+                rows.append((start, row))
+            start = reader.line_num + 1
+    except csv.Error as error:
+        raise InstructionError(f"malformed row: {error}", source=str(path), record=start) from None
     return rows
 
 
@@ -303,15 +310,38 @@ def _lines(path: PathLike, encoding: str | None) -> list[tuple[int, str]]:
         except UnicodeDecodeError:
             text = data.decode("latin-1")
     else:
-        try:
-            text = data.decode(encoding)
-        except UnicodeDecodeError as error:
-            raise InstructionError(f"not {encoding}: {error}", source=str(path)) from None
+        text = _decode_text(data, encoding, str(path), hint=_ENCODING_HINT)
     text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     return list(enumerate(lines, start=1))
+
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_ENCODING_HINT = "pass the file's encoding as the reader's `encoding` option (e.g. encoding='latin-1')"
+
+
+def _decode_text(data: bytes, encoding: str, source: str, *, hint: str | None = None, lines_are_records: bool = True) -> str:
+    """``data`` decoded; a UTF-8 byte-order mark is dropped. Bytes that are not ``encoding`` raise
+    :class:`InstructionError` naming the file, the line (also as ``record`` where lines are the
+    file's records) and the byte."""
+    try:
+        utf8 = codecs.lookup(encoding).name == "utf-8"
+    except LookupError:
+        raise InstructionError(f"unknown encoding {encoding!r}", source=source) from None
+    codec = "utf-8-sig" if utf8 else encoding
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError as error:
+        position = error.start + (len(codecs.BOM_UTF8) if utf8 and data.startswith(codecs.BOM_UTF8) else 0)
+        line = len(_LINE_BREAK.split(data[:position].decode(codec, errors="replace")))
+        raise InstructionError(
+            f"not {encoding}: byte {data[position]:#04x} on line {line} cannot be decoded ({error.reason})",
+            source=source,
+            record=line if lines_are_records else None,
+            hint=hint,
+        ) from None
 
 
 # -- bAbI ------------------------------------------------------------------------------------------
@@ -334,10 +364,7 @@ def read_babi_qa(path: PathLike, max_facts: int | None = None, retrieve: list[in
     from instructrec.data.babi import read_babi
 
     source, name = str(path), Path(path).name
-    try:
-        stories = read_babi(path)
-    except ValueError as error:
-        raise InstructionError(str(error), source=source) from None
+    stories = read_babi(path)  # its errors are located InstructionErrors
     chains = None
     if retrieve:
         from instructrec.retrieval.stories import story_chains
