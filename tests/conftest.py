@@ -11,7 +11,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from instructrec.data.paths import data_root  # noqa: E402
+from instructrec.paths import data_root  # noqa: E402
 
 # Test models are tiny: on 2 shared cores, intra-op threads cost far more in synchronisation than
 # they gain (measured: a tiny reader's fit step 40 s with 2 threads, 0.9 s with 1).

@@ -11,7 +11,7 @@ from torch import nn
 
 from instructrec.callbacks import NonFiniteLoss, NonFiniteLossError
 from instructrec.cli import main
-from instructrec.data.paths import writable_folder
+from instructrec.paths import writable_folder
 from instructrec.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -29,7 +29,7 @@ from instructrec.data import encoding, synthetic  # noqa: E402
 from instructrec.data.datamodule import InstructionDataModule  # noqa: E402
 from instructrec.data.files import write_jsonl  # noqa: E402
 from instructrec.data.loading import collect, parsed  # noqa: E402
-from instructrec.data.paths import data_root  # noqa: E402
+from instructrec.paths import data_root  # noqa: E402
 from instructrec.data.raw import read_sst2  # noqa: E402
 from instructrec.instructions import parse_instruction, render  # noqa: E402
 from instructrec.instructions.templates import get_template  # noqa: E402

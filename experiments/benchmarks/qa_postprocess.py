@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))  # the re
 from qa_reference import reference_postprocess, topk_loop_postprocess  # noqa: E402
 
 from instructrec import backbones  # noqa: E402
-from instructrec.data.paths import data_root  # noqa: E402
+from instructrec.paths import data_root  # noqa: E402
 from instructrec.data.qa_features import prepare_qa_features  # noqa: E402
 from instructrec.data.raw import read_squad  # noqa: E402
 from instructrec.qa.postprocess import postprocess_qa_predictions  # noqa: E402

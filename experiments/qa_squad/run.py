@@ -45,7 +45,7 @@ def run(recipe: str, args) -> dict:
     import torch
 
     from instructrec.cli import run_lightning
-    from instructrec.data.paths import resolve_path
+    from instructrec.paths import resolve_path
     from instructrec.qa.squad_metrics import evaluate
 
     out = Path(args.work_dir) / recipe

@@ -30,7 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 
-from instructrec.data.paths import data_root  # noqa: E402
+from instructrec.paths import data_root  # noqa: E402
 from instructrec.data.raw import read_squad  # noqa: E402
 from instructrec.retrieval import KnowledgeBase, recall_at  # noqa: E402
 from instructrec.retrieval.bm25 import BM25Retriever  # noqa: E402

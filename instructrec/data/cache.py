@@ -16,19 +16,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from instructrec.data.paths import writable_folder
+from instructrec.hashing import file_digest
+from instructrec.paths import writable_folder
 
 # Bump when the encoding itself changes, so old entries stop matching.
 CACHE_VERSION = 3  # 2: QA features keep their context and reference answers; 3: QA labels at the reference's position
 META_FILE = "meta.json"
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def cache_key(files: list[Path], settings: dict[str, Any]) -> str:

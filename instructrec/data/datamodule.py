@@ -23,7 +23,7 @@ from instructrec import backbones
 from instructrec.data import cache, encoding
 from instructrec.data.files import TextRecord, read_instruction_file
 from instructrec.data.loading import LoadedSplit, OnError, collect, holdout_position, parsed, report, subsample
-from instructrec.data.paths import resolve_path
+from instructrec.paths import resolve_path
 from instructrec.data.resumable import EpochShuffleSampler, ResumableData, ResumableLoader
 from instructrec.data.sources import reference_answers, templated
 from instructrec.errors import MissingFileError

@@ -14,7 +14,7 @@ from typing import Callable, Iterable, Literal
 
 from instructrec.data.files import TextRecord, write_jsonl
 from instructrec.instructions import Instruction, InstructionError, parse_instruction
-from instructrec.instructions.templates import stable_hash
+from instructrec.hashing import stable_hash
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from functools import cached_property
 import torch
 from torch.utils.data import DataLoader, IterableDataset, RandomSampler
 
-from instructrec.instructions.templates import stable_hash
+from instructrec.hashing import stable_hash
 
 
 class EpochShuffleSampler(RandomSampler):

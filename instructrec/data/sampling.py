@@ -37,7 +37,7 @@ import random
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
-from instructrec.instructions.templates import stable_hash
+from instructrec.hashing import stable_hash
 
 Strategy = Literal["proportional", "uniform", "temperature", "annealed", "round_robin"]
 STRATEGIES: tuple[str, ...] = ("proportional", "uniform", "temperature", "annealed", "round_robin")

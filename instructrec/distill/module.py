@@ -54,10 +54,9 @@ from instructrec.distill.losses import (
     TopKSoftTargetKLLoss,
     over_spans,
 )
-from instructrec.distill.outputs import ModelOutputs
+from instructrec.distill.outputs import ModelOutputs, cached_logits
 from instructrec.distill.schedules import build_schedule
 from instructrec.distill.teacher import load_teacher
-from instructrec.distill.teacher_cache import cached_logits
 from instructrec.models.evaluation import TaskMetrics, count_parameters, task_of
 from instructrec.models.optim import adamw_with_warmup
 

@@ -29,8 +29,8 @@ import torch
 from torch import nn
 
 from instructrec.batch import encoder_inputs
-from instructrec.data.cache import file_digest
-from instructrec.data.paths import resolve_path
+from instructrec.hashing import file_digest
+from instructrec.paths import resolve_path
 from instructrec.distill.outputs import ModelOutputs
 from instructrec.errors import MissingFileError
 from instructrec.models.checkpoints import load_module

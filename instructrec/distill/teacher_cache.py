@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from instructrec.data import cache as data_cache
-from instructrec.distill.outputs import as_groups, logit_groups
+from instructrec.distill.outputs import as_groups, logit_groups, teacher_columns
 from instructrec.distill.teacher import FrozenTeacher
 
 log = logging.getLogger(__name__)
@@ -65,13 +65,6 @@ def data_identity(dataset) -> str:
             digest.update(np.asarray(pc.list_value_length(column), dtype=np.int64).tobytes())
             digest.update(np.asarray(column.flatten(), dtype=np.int64).tobytes())
     return digest.hexdigest()[:24]
-
-
-def teacher_columns(task_type: str, top_k: int | None) -> list[str]:
-    """The cached columns (and batch keys) for a task type."""
-    if top_k is None:
-        return [f"teacher_{g}" for g in logit_groups(task_type)]
-    return [f"teacher_{g}_topk_{part}" for g in logit_groups(task_type) for part in ("values", "indices")]
 
 
 def cache_settings(teacher: FrozenTeacher, task: str, top_k: int | None) -> dict:
@@ -215,22 +208,3 @@ def attach(dataset, teacher_dataset):
     if clashing:
         dataset = dataset.remove_columns(sorted(clashing))
     return concatenate_datasets([dataset, teacher_dataset], axis=1)
-
-
-def cached_logits(batch: dict, task_type: str):
-    """The batch's cached teacher logits, or None.
-
-    Returns:
-        ``("full", logits)`` or ``("topk", values, indices)``, each logits-like (a tensor, or a
-        ``(start, end)`` tuple for qa).
-    """
-    groups = logit_groups(task_type)
-    pick = lambda names: tuple(batch[n] for n in names)  # noqa: E731
-    if all(f"teacher_{g}" in batch for g in groups):
-        full = pick(f"teacher_{g}" for g in groups)
-        return ("full", full[0] if len(full) == 1 else full)
-    if all(f"teacher_{g}_topk_values" in batch for g in groups):
-        values = pick(f"teacher_{g}_topk_values" for g in groups)
-        indices = pick(f"teacher_{g}_topk_indices" for g in groups)
-        return ("topk", *(x[0] if len(x) == 1 else x for x in (values, indices)))
-    return None

@@ -48,6 +48,7 @@ import yaml
 from jinja2 import StrictUndefined, TemplateError, meta, pass_context
 from jinja2.sandbox import SandboxedEnvironment
 
+from instructrec.hashing import stable_hash
 from instructrec.instructions.model import InstructionError
 from instructrec.instructions.templates import (
     AGNEWS_OPTIONS,
@@ -57,7 +58,6 @@ from instructrec.instructions.templates import (
     Template,
     TemplateNotApplicable,
     register_template,
-    stable_hash,
 )
 
 SEPARATOR = "|||"

@@ -25,9 +25,9 @@ Built-ins (``list_templates()``): ``squad``, ``cmrc2018``, ``babi``, ``sst2``, `
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Callable, Mapping, Sequence
 
+from instructrec.hashing import stable_hash
 from instructrec.instructions.model import LANGUAGES, TASKS, Instruction, InstructionError
 
 Record = Mapping[str, Any]
@@ -41,12 +41,6 @@ CHNSENTICORP_OPTIONS = ("负面", "正面")
 class TemplateNotApplicable(InstructionError):
     """The template has nothing to say about this record (e.g. a question-generation template on an
     unanswerable question). A loader may skip such records; it must not mistake them for valid."""
-
-
-def stable_hash(*parts: object) -> int:
-    """A 64-bit hash of ``parts`` (by their ``str``) that is the same in every process."""
-    text = "\x1f".join(map(str, parts))
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
 
 
 class Template:

@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 
-from instructrec.data.paths import resolve_path
+from instructrec.paths import resolve_path
 from instructrec.errors import MissingFileError
 from instructrec.retrieval.knowledge_base import KnowledgeBase
 

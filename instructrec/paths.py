@@ -1,7 +1,10 @@
-"""Where the shared public data sets live.
+"""Where things live: the shared data sets, the model cache, and folders a run writes to.
 
-The data is never copied into the repository: it is read from ``$INSTRUCTREC_DATA``, by default
-the ``shared/data`` folder beside the checkout.
+Data is never copied into the repository: it is read from ``$INSTRUCTREC_DATA``, by default the
+first ``shared/data`` folder found beside the working directory or the installed package (a checkout
+with the project's ``shared/`` next to it). Models built or converted once (the mpnet teacher, the
+learned instruction parser) are kept under ``$INSTRUCTREC_MODELS``, by default
+``~/.cache/instructrec/models``.
 """
 
 from __future__ import annotations
@@ -12,12 +15,24 @@ from pathlib import Path
 
 from instructrec.errors import InputError
 
-_DEFAULT = Path(__file__).resolve().parents[3] / "shared" / "data"
+DATA_VARIABLE = "INSTRUCTREC_DATA"
+MODELS_VARIABLE = "INSTRUCTREC_MODELS"
 
 
 def data_root() -> Path:
     """The folder holding the shared data sets (it may not exist on a fresh clone)."""
-    return Path(os.environ.get("INSTRUCTREC_DATA", _DEFAULT))
+    if DATA_VARIABLE in os.environ:
+        return Path(os.environ[DATA_VARIABLE]).expanduser()
+    for start in (Path.cwd(), Path(__file__).resolve().parent):
+        for folder in (start, *start.parents):
+            if (folder / "shared" / "data").is_dir():
+                return folder / "shared" / "data"
+    return Path.cwd() / "shared" / "data"
+
+
+def models_root() -> Path:
+    """The user's model cache (``$INSTRUCTREC_MODELS``, default ``~/.cache/instructrec/models``)."""
+    return Path(os.environ.get(MODELS_VARIABLE, "~/.cache/instructrec/models")).expanduser()
 
 
 def resolve_path(path: str | os.PathLike) -> Path:
@@ -27,10 +42,8 @@ def resolve_path(path: str | os.PathLike) -> Path:
     any machine that sets the variable.
     """
     text = os.fspath(path)
-    if "INSTRUCTREC_DATA" in text and "INSTRUCTREC_DATA" not in os.environ:
-        text = text.replace("${INSTRUCTREC_DATA}", str(data_root())).replace(
-            "$INSTRUCTREC_DATA", str(data_root())
-        )
+    if DATA_VARIABLE in text and DATA_VARIABLE not in os.environ:
+        text = text.replace("${INSTRUCTREC_DATA}", str(data_root())).replace("$INSTRUCTREC_DATA", str(data_root()))
     return Path(os.path.expandvars(os.path.expanduser(text)))
 
 
