@@ -143,3 +143,33 @@ def test_labels_point_at_the_referenced_occurrence_of_a_repeated_answer(tmp_path
     start, end = feature["offset_mapping"][feature["start_positions"]][0], feature["offset_mapping"][feature["end_positions"]][1]
     assert context[start:end] == "kitchen"
     assert start == context.rindex("kitchen") != context.index("kitchen")
+
+
+def test_retrieval_options_and_retrieval_code_key_the_cache(tmp_path, monkeypatch):
+    """A bAbI split that reads what retrieval selects is cached under its retrieval options and the
+    retrieval code itself: changing either makes a new entry, with no version to bump by hand."""
+    from instructrec.data import raw
+
+    story = tmp_path / "qa2_train.txt"
+    story.write_text("1 Mary moved to the garden.\n2 Mary got the milk there.\n3 John went to the garden.\n"
+                     "4 Mary went to the hall.\n5 Where is the milk?\thall\t2 4\n")
+    from instructrec import babi
+
+    reads = []
+
+    real_read = babi.read_babi
+    monkeypatch.setattr(babi, "read_babi", lambda path: reads.append(path) or real_read(path))
+
+    def entries(retrieve):
+        data = InstructionDataModule(train=str(story), template="babi", reader_args={"retrieve": retrieve},
+                                     tokenizer="tiny-bert", max_length=64, doc_stride=16, val_fraction=0.0,
+                                     cache_dir=str(tmp_path / "cache"))
+        data.setup("fit")
+        return sorted(p.name for p in (tmp_path / "cache").iterdir() if p.name.startswith("train-"))
+
+    first = entries([1, 10])
+    assert len(reads) == 1, "encoding the split (label set, records, reference answers) read the bAbI file once"
+    assert len(first) == 1 and entries([1, 10]) == first  # the same options and code: a cache hit
+    assert len(entries([1, 5])) == 2  # another retrieval option
+    monkeypatch.setattr(raw, "file_digest", lambda path: "edited")  # as if the retrieval code changed
+    assert len(entries([1, 10])) == 3

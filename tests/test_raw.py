@@ -8,7 +8,7 @@ import re
 import pytest
 
 from instructrec.data import raw
-from instructrec.data.babi import read_babi
+from instructrec.babi import read_babi
 from instructrec.instructions import InstructionError
 from instructrec.instructions import templates
 
@@ -289,7 +289,7 @@ def test_read_babi_bom_line_ends_and_located_errors(tmp_path):
         path = write(tmp_path / "qa2_train.txt", "\ufeff" + BABI.replace("\n", line_end))
         assert [{**r, "source": None} for r in raw.read_babi_qa(path)] == [{**r, "source": None} for r in expected]
     cases = [
-        (b"1 Mary went home.\n2 Where is \xff?\thome\t1\n", r"record 2: line 2 is not UTF-8 \(byte 0xff\)"),
+        (b"1 Mary went home.\n2 Where is \xff?\thome\t1\n", r"record 2: not utf-8: byte 0xff on line 2 cannot be decoded"),
         ("1 Mary went home.\n² Where?\thome\t1\n".encode(), r"record 2: line 2: a bAbI line starts with its number"),
         (b"1 Mary went home.\n2 Where?\thome\tx\n", r"record 2: line 2: supporting ids are line numbers"),
         (b"1 Mary went home.\n2 Where?\t \t1\n", r"record 2: line 2: a question needs an answer"),

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from instructrec import backbones
-from instructrec.retrieval import KnowledgeBase, Passage, rank_of, read_babi, recall_at, split_passages
+from instructrec.babi import read_babi
+from instructrec.retrieval import KnowledgeBase, Passage, rank_of, recall_at, split_passages
 from instructrec.retrieval.base import RecencyPrior
 from instructrec.retrieval.bm25 import BM25Retriever
 from instructrec.retrieval.chunked import ChunkedRetriever

@@ -77,7 +77,7 @@ def trace_recall(data: Path, task: str, answer_facts: dict[str, str] | None = No
 def questions_of(path: Path) -> list[tuple[str, object, int]]:
     """``(question id, story, question line)`` per question in file order (that of
     ``babi_questions``); the id is the one ``read_babi_qa`` gives its record."""
-    from instructrec.data.babi import read_babi
+    from instructrec.babi import read_babi
 
     return [(f"{path.name}:s{story.index}:{q.line}", story, q.line) for story in read_babi(path) for q in story.questions]
 

@@ -23,11 +23,12 @@ from instructrec import backbones
 from instructrec.data import cache, encoding
 from instructrec.data.files import TextRecord, read_instruction_file
 from instructrec.data.loading import LoadedSplit, OnError, collect, holdout_position, parsed, report, subsample
-from instructrec.paths import resolve_path
+from instructrec.data.raw import reader_code
 from instructrec.data.resumable import EpochShuffleSampler, ResumableData, ResumableLoader
-from instructrec.data.sources import reference_answers, templated
+from instructrec.data.sources import read_records, reference_answers, templated
 from instructrec.errors import MissingFileError
 from instructrec.instructions import InstructionError
+from instructrec.paths import resolve_path
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
         self.datasets: dict[str, Any] = {}
         self.meta: dict[str, dict] = {}
         self._reported: set[Path] = set()
+        self._records: dict[str, list[dict]] = {}
 
     # -- what the model needs to know ---------------------------------------------------------
 
@@ -258,7 +260,7 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
         if self.task != "qa" or self.template is None:
             return None
         source = "train" if self._held_out(split) else split
-        return reference_answers(self._files(source), self.template, self.reader_args)
+        return reference_answers(self._raw_records(source))
 
     def _encode_examples(self, examples: list, desc: str, references: dict[str, list[dict]] | None = None):
         from datasets import Dataset
@@ -278,7 +280,7 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
             )
             items = parsed(records)
         else:
-            items = templated(files, self.template, self.template_args, self.reader_args, seed=self.seed)
+            items = templated(self._raw_records(source), self.template, self.template_args, seed=self.seed)
         ranges = self._holdout_ranges()
         if split in ranges:
             low, high = ranges[split]
@@ -290,6 +292,13 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
                 if not any(low <= holdout_position(item[0].id, self.seed) < high for low, high in ranges.values())
             )
         return collect(items, check=check, on_error=self.on_error, limit=limit)
+
+    def _raw_records(self, split: str) -> list[dict]:
+        """A split's raw records, read once per data module: the label set, the instructions and
+        the reference answers are all taken from them."""
+        if split not in self._records:
+            self._records[split] = read_records(self._files(split), self.template, self.reader_args)
+        return self._records[split]
 
     def encoded(self, split: str) -> tuple[Any, dict]:
         """The split's encoded dataset and meta, from the cache or freshly built into it."""
@@ -315,6 +324,7 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
             "template": self.template,
             "template_args": self.template_args,
             "reader_args": self.reader_args,
+            **({"reader_code": code} if (code := reader_code(self.template, self.reader_args)) else {}),
             "tokenizer": backbones.describe(self.tokenizer_name),
             "max_length": self.max_length,
             "doc_stride": self.doc_stride,

@@ -38,23 +38,6 @@ def answer_char_span(context: str, answer_text: str | None, answer_start: int | 
     return None if start < 0 else (start, start + len(answer_text))
 
 
-def join_passages(texts: list[str]) -> tuple[str, list[int]]:
-    """Several passages read as one context (facts of a story, a retrieved chain): joined by
-    spaces, with each passage's character start, so that an answer span maps back to its passage."""
-    starts, position = [], 0
-    for text in texts:
-        starts.append(position)
-        position += len(text) + 1
-    return " ".join(texts), starts
-
-
-def passage_at(starts: list[int], lengths: list[int], char: int) -> int | None:
-    """The index of the passage of :func:`join_passages` that character ``char`` lies in (None for
-    a joining space or a character outside the context)."""
-    inside = [i for i, (start, length) in enumerate(zip(starts, lengths)) if start <= char < start + length]
-    return inside[0] if inside else None
-
-
 def decode_span(offset_mapping, context: str, start_token: int, end_token: int) -> str:
     """The context text from the start of ``start_token`` to the end of ``end_token`` (inclusive).
 

@@ -21,16 +21,16 @@ Labels are returned as names where the data set defines them (the ``*_LABELS`` c
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from instructrec.instructions.model import InstructionError
+from instructrec.hashing import file_digest, stable_hash
+from instructrec.textio import decode_text
 from instructrec.instructions.templates import (
     AGNEWS_OPTIONS,
     CHNSENTICORP_OPTIONS,
@@ -72,7 +72,7 @@ def read_squad(path: PathLike) -> list[Record]:
 
 def _load_json(path: PathLike) -> list:
     # JSON is UTF-8 (RFC 8259); a byte-order mark is tolerated.
-    text = _decode_text(Path(path).read_bytes(), "utf-8", str(path), hint="save the file as UTF-8", lines_are_records=False)
+    text = decode_text(Path(path).read_bytes(), "utf-8", str(path), hint="save the file as UTF-8", lines_are_records=False)
     try:
         document = json.loads(text)
     except json.JSONDecodeError as error:
@@ -173,7 +173,7 @@ def _delimiter_for(path: PathLike) -> str:
 def _rows(path: PathLike, delimiter: str, encoding: str, quotechar: str | None) -> list[tuple[int, list[str]]]:
     """(line the row starts on, fields) for every non-blank row."""
     quoting = csv.QUOTE_MINIMAL if quotechar else csv.QUOTE_NONE
-    text = _decode_text(Path(path).read_bytes(), encoding, str(path), hint=_ENCODING_HINT)
+    text = decode_text(Path(path).read_bytes(), encoding, str(path), hint=_ENCODING_HINT)
     rows = []
     # newline="": the csv module sees every line end (CRLF, CR, LF) and quoted ones inside fields.
     reader = csv.reader(
@@ -310,7 +310,7 @@ def _lines(path: PathLike, encoding: str | None) -> list[tuple[int, str]]:
         except UnicodeDecodeError:
             text = data.decode("latin-1")
     else:
-        text = _decode_text(data, encoding, str(path), hint=_ENCODING_HINT)
+        text = decode_text(data, encoding, str(path), hint=_ENCODING_HINT)
     text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     lines = text.split("\n")
     if lines and lines[-1] == "":
@@ -318,30 +318,7 @@ def _lines(path: PathLike, encoding: str | None) -> list[tuple[int, str]]:
     return list(enumerate(lines, start=1))
 
 
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _ENCODING_HINT = "pass the file's encoding as the reader's `encoding` option (e.g. encoding='latin-1')"
-
-
-def _decode_text(data: bytes, encoding: str, source: str, *, hint: str | None = None, lines_are_records: bool = True) -> str:
-    """``data`` decoded; a UTF-8 byte-order mark is dropped. Bytes that are not ``encoding`` raise
-    :class:`InstructionError` naming the file, the line (also as ``record`` where lines are the
-    file's records) and the byte."""
-    try:
-        utf8 = codecs.lookup(encoding).name == "utf-8"
-    except LookupError:
-        raise InstructionError(f"unknown encoding {encoding!r}", source=source) from None
-    codec = "utf-8-sig" if utf8 else encoding
-    try:
-        return data.decode(codec)
-    except UnicodeDecodeError as error:
-        position = error.start + (len(codecs.BOM_UTF8) if utf8 and data.startswith(codecs.BOM_UTF8) else 0)
-        line = len(_LINE_BREAK.split(data[:position].decode(codec, errors="replace")))
-        raise InstructionError(
-            f"not {encoding}: byte {data[position]:#04x} on line {line} cannot be decoded ({error.reason})",
-            source=source,
-            record=line if lines_are_records else None,
-            hint=hint,
-        ) from None
 
 
 # -- bAbI ------------------------------------------------------------------------------------------
@@ -350,7 +327,7 @@ def _decode_text(data: bytes, encoding: str, source: str, *, hint: str | None = 
 def read_babi_qa(path: PathLike, max_facts: int | None = None, retrieve: list[int] | None = None) -> list[Record]:
     """One SQuAD-style record per question of a bAbI task file: the ``context`` is the story told
     so far (its facts in order, joined by spaces; only the last ``max_facts`` when given, see
-    :meth:`~instructrec.data.babi.BabiStory.context_before`), ``answers`` the one answer, located in
+    :meth:`~instructrec.babi.BabiStory.context_before`), ``answers`` the one answer, located in
     the last supporting fact that contains it. Also ``story`` (0-based), ``supporting`` (the
     facts' line numbers) and ``facts`` (the context's). ``id`` is ``<file name>:s<story>:<line>``;
     ``record`` the question's 1-based position in the file.
@@ -361,7 +338,7 @@ def read_babi_qa(path: PathLike, max_facts: int | None = None, retrieve: list[in
     the fact that holds the answer, the label falls back to the answer's first mention (or, when the
     context has none, the record is rejected like any record whose answer is not in its context).
     """
-    from instructrec.data.babi import read_babi
+    from instructrec.babi import read_babi
 
     source, name = str(path), Path(path).name
     stories = read_babi(path)  # its errors are located InstructionErrors
@@ -369,7 +346,7 @@ def read_babi_qa(path: PathLike, max_facts: int | None = None, retrieve: list[in
     if retrieve:
         from instructrec.retrieval.stories import story_chains
 
-        results, _ = story_chains(path, retrieve)
+        results, _ = story_chains(stories, retrieve)  # the stories read above: the file is parsed once
         chains = iter([sorted(h.passage.meta["line"] for h in result.selected) for result in results])
     records: list[Record] = []
     for story in stories:
@@ -413,6 +390,19 @@ READERS: Mapping[str, Callable[..., list[Record]]] = {
     "promptsource/squad_v2": read_squad,
     "promptsource/xquad_xquad.en": read_squad,
 }
+
+
+def reader_code(template: str | None, reader_args: Mapping[str, Any]) -> str | None:
+    """What besides its options decides a reader's records, for the data cache's key: for a bAbI
+    reader that reads what retrieval selects (``retrieve``), a digest of the retrieval code and the
+    bAbI parser, so that changing that code makes new cache entries with no version to bump."""
+    if template is None or reader_for(template) is not read_babi_qa or not reader_args.get("retrieve"):
+        return None
+    import instructrec.babi
+    import instructrec.retrieval
+
+    files = sorted(Path(instructrec.retrieval.__file__).parent.glob("*.py")) + [Path(instructrec.babi.__file__)]
+    return stable_hash(*(f"{path.name}:{file_digest(path)}" for path in files)).to_bytes(8, "big").hex()
 
 
 def reader_for(template: str) -> Callable[..., list[Record]]:

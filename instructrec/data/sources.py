@@ -17,28 +17,31 @@ from instructrec.instructions import Instruction
 from instructrec.instructions.templates import get_template
 
 
+def read_records(files: list[Path], template_name: str, reader_args: dict[str, Any]) -> list[dict]:
+    """The raw records of ``files``, read by the template's reader, in file order. A parallel
+    corpus is one source file and one target file; other readers take one file each."""
+    reader = reader_for(template_name)
+    groups = [files] if reader is read_parallel else [[path] for path in files]
+    return [record for group in groups for record in reader(*group, **reader_args)]
+
+
 def templated(
-    files: list[Path],
+    records: list[dict],
     template_name: str,
     template_args: dict[str, Any],
-    reader_args: dict[str, Any],
     *,
     seed: int,
 ) -> Iterator[tuple[TextRecord, Callable[[], Instruction]]]:
+    """Each raw record (:func:`read_records`) with the template application that builds its
+    instruction, in the phrasing ``(seed, its index)`` chooses."""
     template = get_template(template_name, **template_args)
-    reader = reader_for(template_name)
-    # A parallel corpus is one source file and one target file; other readers take one file each.
-    groups = [files] if reader is read_parallel else [[path] for path in files]
-    index = 0
-    for group in groups:
-        for record in reader(*group, **reader_args):
-            text = json.dumps({k: v for k, v in record.items() if k not in ("source", "record")}, ensure_ascii=False)
-            located = TextRecord(text, str(record["source"]), int(record["record"]), str(record["id"]))
-            yield located, (lambda record=record, index=index: template.apply(record, seed=seed, index=index))
-            index += 1
+    for index, record in enumerate(records):
+        text = json.dumps({k: v for k, v in record.items() if k not in ("source", "record")}, ensure_ascii=False)
+        located = TextRecord(text, str(record["source"]), int(record["record"]), str(record["id"]))
+        yield located, (lambda record=record, index=index: template.apply(record, seed=seed, index=index))
 
 
-def reference_answers(files: list[Path], template_name: str, reader_args: dict[str, Any]) -> dict[str, list[dict]]:
+def reference_answers(records: list[dict]) -> dict[str, list[dict]]:
     """``{record id: its reference answers}`` for raw records that list ``answers``, each answer
     as the reader gives it: ``{"text", "answer_start"}``.
 
@@ -47,10 +50,8 @@ def reference_answers(files: list[Path], template_name: str, reader_args: dict[s
     and say where the answer is when its text occurs more than once in the context (a bAbI
     location is mentioned many times; the supporting fact's mention is the one to point at).
     """
-    reader = reader_for(template_name)
     return {
         str(record["id"]): [dict(answer) for answer in record["answers"]]
-        for path in files
-        for record in reader(path, **reader_args)
+        for record in records
         if isinstance(record.get("answers"), list)
     }

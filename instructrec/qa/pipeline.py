@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from instructrec.data.qa_features import join_passages, passage_at, prepare_qa_features
+from instructrec.data.qa_features import prepare_qa_features
+from instructrec.passages import join_passages, passage_at
 from instructrec.qa.postprocess import SpanCandidate, postprocess_qa_predictions
 from instructrec.retrieval.base import Hit
 from instructrec.retrieval.multihop import MultiHopRetriever, TraceStep

@@ -9,7 +9,7 @@ experiments all build on them.
 """
 
 from instructrec.retrieval.base import Hit, Retriever, rank_of, recall_at
-from instructrec.retrieval.knowledge_base import KnowledgeBase, Passage, read_babi, split_passages
+from instructrec.retrieval.knowledge_base import KnowledgeBase, Passage, split_passages
 
 __all__ = [
     "Hit",
@@ -17,7 +17,6 @@ __all__ = [
     "Passage",
     "Retriever",
     "rank_of",
-    "read_babi",
     "recall_at",
     "split_passages",
 ]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from instructrec.data.babi import read_babi
+from instructrec.babi import BabiStory, stories_of
 
 PathLike = str | os.PathLike
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])\s*")
@@ -126,12 +126,13 @@ class KnowledgeBase:
         return cls(passages)
 
     @classmethod
-    def from_babi(cls, path: PathLike) -> "KnowledgeBase":
-        """One passage per fact of a bAbI task file, id ``s<story>:<line>`` (story from 0, line
-        as numbered in the file); ``meta`` holds ``story`` and ``line``."""
+    def from_babi(cls, source: PathLike | list[BabiStory]) -> "KnowledgeBase":
+        """One passage per fact of a bAbI task file (or of its stories, read already), id
+        ``s<story>:<line>`` (story from 0, line as numbered in the file); ``meta`` holds ``story``
+        and ``line``."""
         return cls(
             Passage(f"s{story.index}:{line}", text, "", {"story": story.index, "line": line})
-            for story in read_babi(path)
+            for story in stories_of(source)
             for line, text in story.facts.items()
         )
 
@@ -174,12 +175,12 @@ def _sentences(text: str) -> list[tuple[int, int]]:
     return [(a, b) for a, b in spans if text[a:b].strip()]
 
 
-def babi_questions(kb: KnowledgeBase, path: PathLike) -> tuple[list[str], list[list[int]], list[set[str]]]:
-    """The questions of a bAbI file over its :meth:`KnowledgeBase.from_babi` passages: per question
-    its text, the positions of the facts told before it (what retrieval may select) and the ids of
-    its supporting facts (what a trace should hold)."""
+def babi_questions(kb: KnowledgeBase, source: PathLike | list[BabiStory]) -> tuple[list[str], list[list[int]], list[set[str]]]:
+    """The questions of a bAbI file (or of its stories) over its :meth:`KnowledgeBase.from_babi`
+    passages: per question its text, the positions of the facts told before it (what retrieval may
+    select) and the ids of its supporting facts (what a trace should hold)."""
     questions, allowed, supporting = [], [], []
-    for story in read_babi(path):
+    for story in stories_of(source):
         for q in story.questions:
             questions.append(q.question)
             allowed.append([kb.position(f"s{story.index}:{n}") for n in story.facts_before(q.line)])

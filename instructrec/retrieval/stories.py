@@ -11,8 +11,8 @@ The selected facts, in story order, are both the trace of an answer and a reader
 bAbI 1k test, selecting ``[1, 10]`` (the latest fact naming the object, then up to ten about its
 holder) keeps both supporting facts of every qa2 question in about 6 facts instead of the whole story.
 
-The data cache keys readers' records by their options, not by this code: a change to what
-:func:`latest_fact_retriever` selects must bump ``instructrec.data.cache.CACHE_VERSION``.
+The data cache keys readers' records by their options and by the retrieval code itself
+(:func:`instructrec.data.raw.reader_code`), so a change here makes new cache entries by itself.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
+from instructrec.babi import BabiStory, stories_of
 from instructrec.retrieval.base import RecencyPrior
 from instructrec.retrieval.bm25 import BM25Retriever
 from instructrec.retrieval.knowledge_base import KnowledgeBase, babi_questions
@@ -34,9 +35,11 @@ def latest_fact_retriever(kb: KnowledgeBase, select: int | Sequence[int]) -> Mul
     return MultiHopRetriever(latest, select=select, reformulate=bridge_entities, min_score=0.0)
 
 
-def story_chains(path: PathLike, select: int | Sequence[int]) -> tuple[list[MultiHopResult], list[set[str]]]:
-    """For each question of a bAbI file, in file order: what :func:`latest_fact_retriever` selects
-    among the facts told before it (passage ids ``s<story>:<line>``), and its supporting facts' ids."""
-    kb = KnowledgeBase.from_babi(path)
-    questions, allowed, supporting = babi_questions(kb, path)
+def story_chains(source: PathLike | list[BabiStory], select: int | Sequence[int]) -> tuple[list[MultiHopResult], list[set[str]]]:
+    """For each question of a bAbI file (or of its stories, read already), in file order: what
+    :func:`latest_fact_retriever` selects among the facts told before it (passage ids
+    ``s<story>:<line>``), and its supporting facts' ids."""
+    stories = stories_of(source)
+    kb = KnowledgeBase.from_babi(stories)
+    questions, allowed, supporting = babi_questions(kb, stories)
     return latest_fact_retriever(kb, select).retrieve(questions, allowed=allowed), supporting

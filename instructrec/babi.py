@@ -10,11 +10,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from instructrec.data.qa_features import join_passages, passage_at
 from instructrec.instructions.model import InstructionError
+from instructrec.passages import join_passages, passage_at
+from instructrec.textio import LINE_BREAK, decode_text
 
 PathLike = str | os.PathLike
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _NUMBER = re.compile(r"[0-9]+")
 
 
@@ -61,6 +61,12 @@ class BabiStory:
         return None if inside is None else lines[inside]
 
 
+def stories_of(source: PathLike | list[BabiStory]) -> list[BabiStory]:
+    """The stories of a bAbI file, or the stories themselves when they were read already (so that
+    one file is parsed once however many views of it are built)."""
+    return source if isinstance(source, list) else read_babi(source)
+
+
 def read_babi(path: PathLike) -> list[BabiStory]:
     """The stories of a bAbI task file: numbered lines, a new story where numbering restarts at 1;
     a question line is ``n question<TAB>answer<TAB>supporting ids``.
@@ -69,22 +75,13 @@ def read_babi(path: PathLike) -> list[BabiStory]:
     raises :class:`InstructionError` (a ``ValueError``) naming the file and the line (``record``).
     """
     source = str(path)
-    data = Path(path).read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        start = error.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)
-        line = len(_LINE_BREAK.split(data[:start].decode("utf-8", "replace")))
-        raise InstructionError(
-            f"line {line} is not UTF-8 (byte {data[start]:#04x})", source=source, record=line,
-            hint="save the file as UTF-8",
-        ) from None
+    text = decode_text(Path(path).read_bytes(), "utf-8", source, hint="save the file as UTF-8")
 
     def bad(line_number: int, problem: str, raw: str) -> InstructionError:
         return InstructionError(f"line {line_number}: {problem}: {raw!r}", source=source, record=line_number)
 
     stories: list[BabiStory] = []
-    lines = _LINE_BREAK.split(text)
+    lines = LINE_BREAK.split(text)
     for line_number, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
