@@ -40,7 +40,7 @@ from hypothesis import strategies as st
 
 from instructrec.data import raw
 from instructrec.data.files import read_instruction_file, write_jsonl
-from instructrec.data.qa_features import NO_OFFSET
+from instructrec.batch import NO_OFFSET
 from instructrec.errors import InputError
 from instructrec.instructions import Instruction, InstructionError, parse_instruction, render
 from instructrec.instructions.markers import MARKER_WORDS

@@ -15,14 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from instructrec.backbones import wordpiece_tokenizer
-from instructrec.data.qa_features import (
-    NO_OFFSET,
-    answer_char_span,
-    decode_span,
-    join_passages,
-    passage_at,
-    prepare_qa_features,
-)
+from instructrec.batch import NO_OFFSET
+from instructrec.data.qa_features import answer_char_span, decode_span, prepare_qa_features
+from instructrec.passages import join_passages, passage_at
 
 WORDS = "the cat sat on a mat where is what did who sit dog ran in park play".split()
 NUMBERED = [f"w{i}" for i in range(40)]
