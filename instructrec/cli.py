@@ -2,8 +2,8 @@
 
 Model and data are chosen by ``class_path`` in the config (LightningCLI subclass mode). The CLI
 links the model's backbone to the data module's tokenizer, and the data's tasks (names, types,
-label sets) into the model. The commands of ``COMMANDS`` (``export``, ``evaluate-squad``,
-``cache-teacher``, ``ask``) are dispatched here, outside LightningCLI. Every run saves its full
+label sets) into the model. The other commands (:mod:`instructrec.commands`: ``export``,
+``evaluate-squad``, ``cache-teacher``, ``ask``...) are dispatched here, outside LightningCLI. Every run saves its full
 config beside its logs and sends it to the logger (W&B, offline
 unless ``WANDB_MODE`` says otherwise).
 
@@ -169,62 +169,6 @@ def run_lightning(args: list[str] | None = None):
     )
 
 
-def export_main(argv: list[str]) -> int:
-    """``instructrec export CKPT DIR``: a checkpoint -> a transformers encoder folder plus heads."""
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="instructrec export",
-        description=(
-            "Export a MultiTaskModule checkpoint: the encoder and tokenizer in transformers' save_pretrained "
-            "format (AutoModel.from_pretrained(DIR) loads it), the heads as heads.safetensors with heads.json "
-            "(task, type, labels, tensor shapes). The checkpoint is loaded with weights_only=True."
-        ),
-    )
-    parser.add_argument("checkpoint", help="a .ckpt written by `instructrec fit`")
-    parser.add_argument("output_dir", help="folder to write (created; existing files are overwritten)")
-    args = parser.parse_args(argv)
-    from instructrec.export import export_checkpoint
-
-    written = export_checkpoint(args.checkpoint, args.output_dir)
-    print(f"exported {args.checkpoint} -> {written}")
-    return 0
-
-
-def _evaluate_squad(argv: list[str]) -> int:
-    from instructrec.qa.commands import evaluate_squad_main
-
-    return evaluate_squad_main(argv)
-
-
-def _ask(argv: list[str]) -> int:
-    from instructrec.qa.ask import ask_main
-
-    return ask_main(argv)
-
-
-def _cache_teacher(argv: list[str]) -> int:
-    from instructrec.distill.commands import cache_teacher_main
-
-    return cache_teacher_main(argv)
-
-
-def _train_parser(argv: list[str]) -> int:
-    from instructrec.models.instruction_parser import train_parser_main
-
-    return train_parser_main(argv)
-
-
-# Commands beside LightningCLI's fit/validate/test/predict: name -> (argv -> exit status, summary).
-COMMANDS = {
-    "export": (export_main, "a checkpoint -> transformers encoder folder + heads"),
-    "evaluate-squad": (_evaluate_squad, "score SQuAD predictions as the official v1.1/v2.0 scripts do"),
-    "cache-teacher": (_cache_teacher, "run a distillation teacher once and cache its logits"),
-    "ask": (_ask, "answer questions from a knowledge base with a QA checkpoint, with the trace of passages"),
-    "train-parser": (_train_parser, "train the learned instruction parser into the model cache (minutes on a CPU)"),
-}
-
-
 def main(argv: list[str] | None = None) -> None:
     """Run a command. Bad input (:class:`~instructrec.errors.InputError`) is printed as one or two
     lines and exits with status 2; ``--debug`` (anywhere) or ``INSTRUCTREC_DEBUG=1`` shows its
@@ -248,8 +192,10 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _dispatch(argv: list[str]) -> int:
+    from instructrec.commands import COMMANDS, run
+
     if argv and argv[0] in COMMANDS:
-        return COMMANDS[argv[0]][0](argv[1:])
+        return run(argv[0], argv[1:])
     if not argv or argv[0] in ("-h", "--help"):
         print("more commands: " + "; ".join(f"{name}: {summary}" for name, (_, summary) in COMMANDS.items()))
         print("any command: --debug (or INSTRUCTREC_DEBUG=1) shows the traceback of an input error")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from instructrec.distill import teacher_cache
-from instructrec.distill.commands import cache_teacher_main
+from instructrec.commands.cache_teacher import main as cache_teacher_main
 from instructrec.distill.data import TeacherBatchCollator, TeacherLogitsDataModule
 from instructrec.distill.module import DistillationModule
 from instructrec.distill.teacher import load_teacher
@@ -145,7 +145,7 @@ def test_cache_teacher_command(tmp_path, teachers, capsys):
         "data:\n  class_path: instructrec.distill.TeacherLogitsDataModule\n  init_args:\n"
         f"    train: {train}\n    val_fraction: 0.0\n    cache_dir: {tmp_path / 'cache'}\n"
     )
-    assert cache_teacher_main(["--config", str(config), "--top-k", "1"]) == 0
+    assert cache_teacher_main([str(config), "--top-k", "1"]) == 0
     line = json.loads(capsys.readouterr().out.strip())
     assert line["split"] == "train" and line["rows"] == 6 and "teacher-train-" in line["folder"]
-    assert cache_teacher_main(["--config", str(config), "--teacher", str(tmp_path / "missing")]) == 2
+    assert cache_teacher_main([str(config), "--teacher", str(tmp_path / "missing")]) == 2

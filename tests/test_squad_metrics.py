@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from instructrec.qa.commands import evaluate_squad_main
+from instructrec.commands.evaluate_squad import main as evaluate_squad_main
 from instructrec.qa.squad_metrics import evaluate, evaluate_v1, evaluate_v2, f1_v1, f1_v2, normalize_answer
 
 

@@ -1,44 +1,20 @@
-"""``instructrec ask --kb FILES --ckpt CKPT "question" ...``: answers from a knowledge base, each
-with the trace of the passages it came from.
+"""Answers from a knowledge base, each with the trace of the passages it came from: what
+``instructrec ask`` runs (:mod:`instructrec.commands.ask`).
 
 The knowledge base is built from the files (by extension: ``.jsonl`` documents, ``.json``
 SQuAD-style paragraphs, ``.txt`` bAbI stories), searched by BM25 over ``--hops`` rounds of
 :class:`~instructrec.retrieval.MultiHopRetriever`, and the selected passages are read by the
 checkpoint's reader (:class:`~instructrec.models.QAReasoningModule`, loaded with
-``weights_only=True``). Plain ``argv -> exit status``; nothing here imports the CLI.
+``weights_only=True``).
 """
 
 from __future__ import annotations
-
-import argparse
-import json
-import sys
 
 from instructrec.paths import resolve_path
 from instructrec.errors import MissingFileError
 from instructrec.retrieval.knowledge_base import KnowledgeBase
 
 READER_CLASS = "instructrec.models.QAReasoningModule"
-
-
-def ask_parser(prog: str = "instructrec ask") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0].replace("``", ""))
-    parser.add_argument("questions", nargs="+", help="one or more questions")
-    parser.add_argument("--kb", nargs="+", required=True, help="knowledge-base files: .jsonl documents, .json SQuAD-style, .txt bAbI")
-    parser.add_argument("--ckpt", required=True, help="a QAReasoningModule checkpoint (`instructrec fit` with configs/qa/*)")
-    parser.add_argument("--hops", type=int, default=2, help="retrieval rounds; each later one adds the selected passages to the query")
-    parser.add_argument("--select", type=int, nargs="+", default=[1],
-                        help="passages selected (and traced) per hop: one number for every hop, or one per hop (sets --hops)")
-    parser.add_argument("--stories", action="store_true",
-                        help="the knowledge base is a story told in order (bAbI): the latest matching fact wins, later hops "
-                             "follow the names found, and the reader reads the selected facts as one text in story order "
-                             "(what readers trained with reader_args {retrieve: [...]} read); e.g. --select 1 10")
-    parser.add_argument("--passages", type=int, default=3, help="passages the reader reads: the selected ones, then the best others")
-    parser.add_argument("--max-words", type=int, default=100, help="words per passage when .jsonl documents are split")
-    parser.add_argument("--max-length", type=int, default=384, help="reader window in tokens")
-    parser.add_argument("--doc-stride", type=int, default=128, help="tokens shared by consecutive reader windows")
-    parser.add_argument("--json", action="store_true", help="print one JSON object per question instead of a table")
-    return parser
 
 
 def load_knowledge_base(paths: list[str], *, max_words: int = 100) -> KnowledgeBase:
@@ -63,7 +39,20 @@ def load_knowledge_base(paths: list[str], *, max_words: int = 100) -> KnowledgeB
     return kb
 
 
-def build_pipeline(args: argparse.Namespace):
+def build_pipeline(
+    kb_files: list[str],
+    ckpt: str,
+    *,
+    hops: int = 2,
+    select: list[int] = (1,),
+    stories: bool = False,
+    passages: int = 3,
+    max_words: int = 100,
+    max_length: int = 384,
+    doc_stride: int = 128,
+):
+    """A :class:`~instructrec.qa.pipeline.RetrieveAndRead` over the files' knowledge base with the
+    checkpoint's reader (the options are ``instructrec ask``'s; see its ``--help``)."""
     from instructrec import backbones
     from instructrec.models.checkpoints import load_module
     from instructrec.qa.pipeline import RetrieveAndRead
@@ -71,25 +60,25 @@ def build_pipeline(args: argparse.Namespace):
     from instructrec.retrieval.multihop import MultiHopRetriever
     from instructrec.retrieval.stories import latest_fact_retriever
 
-    kb = load_knowledge_base(args.kb, max_words=args.max_words)
-    reader = load_module(args.ckpt, default_class=READER_CLASS).eval()
+    kb = load_knowledge_base(kb_files, max_words=max_words)
+    reader = load_module(ckpt, default_class=READER_CLASS).eval()
     if not hasattr(reader, "head") or not hasattr(reader.hparams, "max_answer_length"):
-        raise ValueError(f"{args.ckpt} is not an extractive QA reader checkpoint ({type(reader).__name__})")
-    select = args.select if len(args.select) > 1 else args.select * args.hops  # passages per hop
-    if args.stories:
+        raise ValueError(f"{ckpt} is not an extractive QA reader checkpoint ({type(reader).__name__})")
+    select = list(select) if len(select) > 1 else list(select) * hops  # passages per hop
+    if stories:
         retriever = latest_fact_retriever(kb, select)
     else:
-        retriever = MultiHopRetriever(BM25Retriever(kb), select=select, k=args.passages)
+        retriever = MultiHopRetriever(BM25Retriever(kb), select=select, k=passages)
     return RetrieveAndRead(
         retriever,
         reader,
         backbones.load_tokenizer(reader.hparams.backbone),
-        passages=args.passages,
-        max_length=args.max_length,
-        doc_stride=args.doc_stride,
+        passages=passages,
+        max_length=max_length,
+        doc_stride=doc_stride,
         n_best=reader.hparams.n_best,
         max_answer_length=reader.hparams.max_answer_length,
-        chain=args.stories,
+        chain=stories,
     )
 
 
@@ -101,39 +90,3 @@ def answer_record(answer) -> dict:
         "passage_id": answer.passage_id,
         "trace": [step.as_dict() for step in answer.trace],
     }
-
-
-def print_answers(answers) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    for answer in answers:
-        score = "-" if answer.score is None else f"{answer.score:.2f}"
-        console.print(f"[bold]{answer.question}[/bold]\n  answer: {answer.text or '(none)'}  (span score {score}, read from {answer.passage_id})")
-        table = Table(show_lines=False)
-        for column in ("hop", "passage", "score", "text"):
-            table.add_column(column, overflow="fold")
-        for step in answer.trace:
-            table.add_row(str(step.hop), step.passage_id, f"{step.score:.2f}", step.text)
-        console.print(table)
-
-
-def ask_main(argv: list[str]) -> int:
-    """Prints each answer and its trace; returns 2 with a message for files or a checkpoint it cannot use."""
-    args = ask_parser().parse_args(argv)
-    try:
-        answers = build_pipeline(args)(args.questions)
-    except (OSError, ValueError, KeyError) as error:  # files, checkpoint, window sizes
-        print(f"ask: error: {error}", file=sys.stderr)
-        return 2
-    if args.json:
-        for answer in answers:
-            print(json.dumps(answer_record(answer), ensure_ascii=False))
-    else:
-        print_answers(answers)
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(ask_main(sys.argv[1:]))

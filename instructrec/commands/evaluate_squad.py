@@ -1,25 +1,21 @@
-"""Command-line entry points of the QA package, as plain ``argv -> exit status`` functions.
-
-``instructrec evaluate-squad`` is the official SQuAD evaluation in our package: it takes the same
+"""``instructrec evaluate-squad`` is the official SQuAD evaluation in our package: it takes the same
 arguments as ``evaluate-v1.1.py`` / ``evaluate-v2.0.py`` and prints the same JSON (v1.1 on one line,
 v2.0 indented, as the official scripts print them), so numbers can be compared with published ones.
-The CLI (``instructrec.cli``) hands its remaining arguments to these functions; nothing here
-imports the CLI, torch or Lightning.
+Nothing here imports torch or Lightning.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
+from instructrec.commands import command_parser
 from instructrec.qa.squad_metrics import evaluate
 
 
-def evaluate_squad_parser(prog: str = "instructrec evaluate-squad") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Score SQuAD predictions exactly as the official v1.1 / v2.0 evaluation scripts do.",
+def parser():
+    parser = command_parser(
+        "evaluate-squad", "Score SQuAD predictions exactly as the official v1.1 / v2.0 evaluation scripts do."
     )
     parser.add_argument("data_file", metavar="DATA.json", help="SQuAD-format data file (v1.1 or v2.0)")
     parser.add_argument("pred_file", metavar="PREDICTIONS.json", help="JSON object: question id -> answer text")
@@ -43,13 +39,13 @@ def evaluate_squad_parser(prog: str = "instructrec evaluate-squad") -> argparse.
     return parser
 
 
-def evaluate_squad_main(argv: list[str]) -> int:
+def main(argv: list[str]) -> int:
     """``instructrec evaluate-squad DATA.json PREDICTIONS.json [--version 2.0] [--na-prob-file F]``.
 
     Prints the metrics as JSON and returns 0; returns 2 with a message on stderr for unreadable
     input or predictions the official script could not score (argparse errors exit with 2 too).
     """
-    args = evaluate_squad_parser().parse_args(argv)
+    args = parser().parse_args(argv)
     try:
         document = _read_json(args.data_file)
         predictions = _read_json(args.pred_file)

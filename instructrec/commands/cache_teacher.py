@@ -1,28 +1,27 @@
 """``instructrec cache-teacher``: run the teacher once and store its logits beside the data cache.
 
-It reads the same YAML as ``instructrec fit`` (its ``data`` section, with the model's ``backbone``
+It reads the YAML that ``instructrec fit`` reads (``instructrec cache-teacher FIT.yaml``) (its ``data`` section, with the model's ``backbone``
 as the tokenizer and the model's ``teacher``/``teacher_dtype`` unless the data section sets its
 own), builds a :class:`~instructrec.distill.data.TeacherLogitsDataModule` and runs its
-``prepare_data``; the later ``fit`` finds the cache and never runs the teacher for training. Plain
-``argv -> exit status``; nothing here imports the CLI.
+``prepare_data``; the later ``fit`` finds the cache and never runs the teacher for training.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
+from instructrec.commands import command_parser
+
 DATA_CLASS = "instructrec.distill.TeacherLogitsDataModule"
 
 
-def cache_teacher_parser(prog: str = "instructrec cache-teacher") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Run the teacher once over the data's splits and cache its logits (float16, full or top-k).",
+def parser():
+    parser = command_parser(
+        "cache-teacher", "Run the teacher once over the data's splits and cache its logits (float16, full or top-k)."
     )
-    parser.add_argument("--config", "-c", required=True, help="a fit config (YAML) with `model` and `data` sections")
+    parser.add_argument("fit_config", metavar="FIT.yaml", help="a fit config (YAML) with `model` and `data` sections")
     parser.add_argument("--teacher", default=None, help="teacher folder or .ckpt (default: model.init_args.teacher)")
     parser.add_argument("--top-k", type=int, default=None, help="keep the K largest logits per row (default: all)")
     parser.add_argument("--splits", nargs="+", default=None, help="splits to cache (default: the data's teacher_splits, else train)")
@@ -32,7 +31,7 @@ def cache_teacher_parser(prog: str = "instructrec cache-teacher") -> argparse.Ar
     return parser
 
 
-def data_arguments(config: dict, args: argparse.Namespace) -> dict:
+def data_arguments(config: dict, args) -> dict:
     """The ``TeacherLogitsDataModule`` arguments a fit config and the options describe."""
     model = (config.get("model") or {}).get("init_args") or {}
     data = config.get("data") or {}
@@ -59,18 +58,18 @@ def data_arguments(config: dict, args: argparse.Namespace) -> dict:
     return arguments
 
 
-def cache_teacher_main(argv: list[str]) -> int:
-    """``instructrec cache-teacher --config RUN.yaml [--teacher T] [--top-k K] [--splits train val]
+def main(argv: list[str]) -> int:
+    """``instructrec cache-teacher FIT.yaml [--teacher T] [--top-k K] [--splits train val]
     [--teacher-dtype bfloat16] [--batch-size N] [--device cuda]``.
 
     Prints one JSON line per cached split (``split``, ``folder``, ``rows``) and returns 0; returns 2
     with a message on stderr for a config or teacher it cannot use.
     """
-    args = cache_teacher_parser().parse_args(argv)
+    args = parser().parse_args(argv)
     try:
         import yaml
 
-        config = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
+        config = yaml.safe_load(Path(args.fit_config).read_text(encoding="utf-8")) or {}
         arguments = data_arguments(config, args)
         from instructrec.distill.data import TeacherLogitsDataModule
 
