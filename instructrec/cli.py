@@ -180,8 +180,10 @@ def main(argv: list[str] | None = None) -> None:
     argv = [arg for arg in argv if arg != "--debug"]
     try:
         status = _dispatch(argv)
-    except InputError as error:
-        if debug:
+    except Exception as raised:
+        # jsonargparse reports a constructor's error as a ValueError raised while handling it
+        error = raised if isinstance(raised, InputError) else raised.__cause__ or raised.__context__
+        if debug or not isinstance(error, InputError):
             raise
         print(f"instructrec: error: {error.lines()}", file=sys.stderr)
         if not error.hint:

@@ -222,3 +222,21 @@ def test_multitask_ddp_on_two_cpu_processes(tmp_path):
     saved = torch.load(checkpoint, weights_only=True)
     assert saved["global_step"] == 6  # epoch_length steps on each rank: no rank ran out or hung
     assert set(saved["hyper_parameters"]["tasks"]) == {"sentiment", "topic"}
+
+
+def test_source_options_are_typed_so_a_misspelt_key_is_refused(tmp_path, capsys, monkeypatch):
+    from instructrec.data.multitask import SourceOptions
+    from instructrec.errors import InputError
+
+    with pytest.raises(InputError, match=r"source 'topic': unknown option\(s\) \['trian'\]"):
+        MultiTaskDataModule({"topic": {"trian": "x.jsonl"}})
+    options = SourceOptions.of("topic", {"train": "a.jsonl", "batch_size": 8, "val_fraction": 0.0})
+    assert options.arguments({"max_length": 64, "batch_size": 16, "num_workers": 0, "cache_dir": "c", "on_error": "raise"}) == {
+        "max_length": 64, "batch_size": 8, "num_workers": 0, "cache_dir": "c", "on_error": "raise",
+        "train": "a.jsonl", "val_fraction": 0.0}
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(SystemExit) as exit:
+        main(["fit", "--config", "configs/multitask/financial.yaml", "--model.init_args.backbone", "tiny-bert",
+              "--data.init_args.sources", '{"sentiment": {"trian": "x.txt", "template": "financial_phrasebank"}}'])
+    assert exit.value.code == 2
+    assert "instructrec: error: source 'sentiment': unknown option(s) ['trian']" in capsys.readouterr().err

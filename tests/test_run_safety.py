@@ -132,3 +132,16 @@ def test_one_default_root_dir_moves_everything_a_run_writes(tmp_path, monkeypatc
           "--data.init_args.predict", "instructrec/resources/quickstart/val.jsonl", "--trainer.limit_predict_batches", "1"])
     rows = (run / "predictions" / "predictions.jsonl").read_text().splitlines()
     assert len(rows) == 32  # one batch of the quickstart's batch size
+
+
+def test_an_error_in_a_constructor_is_printed_as_input_error(tmp_path, capsys, monkeypatch):
+    """jsonargparse wraps what a model's or data module's constructor raises; the CLI still prints
+    the input error itself, in two lines, with exit status 2."""
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(SystemExit) as exit:
+        main(["fit", "--config", "configs/quickstart.yaml", "--model.init_args.backbone", "no-such-backbone",
+              "--trainer.default_root_dir", str(tmp_path / "run")])
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert "instructrec: error: backbone 'no-such-backbone' is neither a registered name" in err
+    assert "Traceback" not in err and "Union subtypes" not in err

@@ -15,6 +15,7 @@ own shard of that task's rows.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import lightning as L
@@ -24,17 +25,67 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from instructrec.data.datamodule import InstructionDataModule
 from instructrec.data.resumable import ResumableData, ResumableLoader
 from instructrec.data.sampling import TaskSchedule, batches_per_pass, shuffled_shard
+from instructrec.errors import InputError
 
 # Options a source inherits from the multi-task module unless it sets its own.
 SHARED_OPTIONS = ("max_length", "batch_size", "num_workers", "cache_dir", "on_error")
+
+
+@dataclass
+class SourceOptions:
+    """One task's data in a :class:`MultiTaskDataModule`: the :class:`InstructionDataModule`
+    options of its source (see there for each, and for the defaults of those left ``None``). Typed, so
+    that a misspelt key is refused, with the source's name, before any data is read; those left
+    ``None`` among ``max_length``, ``batch_size``, ``num_workers``, ``cache_dir`` and ``on_error``
+    come from the multi-task module. (The ``sources`` argument stays a plain mapping in the config's
+    signature: an override of ``--data.init_args.sources`` replaces the sources, as it always did,
+    instead of being merged key by key into the YAML's.)"""
+
+    train: str | list[str] | None = None
+    val: str | list[str] | None = None
+    test: str | list[str] | None = None
+    predict: str | list[str] | None = None
+    template: str | None = None
+    template_args: dict[str, Any] | None = None
+    reader_args: dict[str, Any] | None = None
+    max_length: int | None = None
+    doc_stride: int | None = None
+    batch_size: int | None = None
+    num_workers: int | None = None
+    on_error: str | None = None
+    cache_dir: str | None = None
+    val_fraction: float | None = None
+    seed: int | None = None
+    text_field: str | None = None
+    file_format: str | None = None
+    test_fraction: float | None = None
+    max_examples: dict[str, int] | None = None
+
+    @classmethod
+    def of(cls, name: str, options: "SourceOptions | dict[str, Any]") -> "SourceOptions":
+        """``options`` as ``SourceOptions`` (a dict from Python code is checked the same way)."""
+        if isinstance(options, cls):
+            return options
+        unknown = sorted(set(options) - {f.name for f in fields(cls)})
+        if unknown:
+            set_here = [k for k in unknown if k in ("tokenizer", "task_name")]
+            reason = f"{set_here[0]} is set by the multi-task module, not per source" if set_here else (
+                f"unknown option(s) {unknown}; a source takes {[f.name for f in fields(cls)]}")
+            raise InputError(f"source {name!r}: {reason}")
+        return cls(**options)
+
+    def arguments(self, shared: dict[str, Any]) -> dict[str, Any]:
+        """The source's ``InstructionDataModule`` arguments, the shared ones filled in."""
+        own = {key: value for key, value in asdict(self).items() if value is not None}
+        return {**{key: shared[key] for key in SHARED_OPTIONS}, **own}
 
 
 class MultiTaskDataModule(ResumableData, L.LightningDataModule):
     """Several tasks' data: one :class:`InstructionDataModule` per source, mixed for training.
 
     Args:
-        sources: task name -> the :class:`InstructionDataModule` options of its source (``train``,
-            ``val``, ``test``, ``template``, ``template_args``, ``reader_args``, ``max_length``,
+        sources: task name -> its source's options, checked as :class:`SourceOptions` (``train``, ``val``,
+            ``test``, ``template``, ``template_args``, ``reader_args``, ``max_length``,
             ``batch_size``, ``val_fraction``, ``test_fraction``, ``max_examples``, ...). The name
             becomes the source's ``task_name``: its head and its metrics ``val/<name>/...``.
         tokenizer: backbone name whose tokenizer encodes every source (linked to the model).
@@ -72,11 +123,8 @@ class MultiTaskDataModule(ResumableData, L.LightningDataModule):
         shared = dict(max_length=max_length, batch_size=batch_size, num_workers=num_workers, cache_dir=cache_dir, on_error=on_error)
         self.sources: dict[str, InstructionDataModule] = {}
         for name, options in sources.items():
-            options = dict(options)
-            for key in ("tokenizer", "task_name"):
-                if key in options:
-                    raise ValueError(f"source {name!r}: {key} is set by the multi-task module, not per source")
-            self.sources[name] = self.build_source(**{**shared, **options}, tokenizer=tokenizer, task_name=name)
+            arguments = SourceOptions.of(name, options).arguments(shared)
+            self.sources[name] = self.build_source(**arguments, tokenizer=tokenizer, task_name=name)
         self.tokenizer_name = tokenizer
         self.schedule_options = dict(
             strategy=sampling,
