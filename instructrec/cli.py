@@ -106,8 +106,6 @@ def place_outputs(config) -> None:
     folder, and the data cache, must be writable before any work starts (an
     :class:`~instructrec.errors.InputError` names the option and the path otherwise).
     """
-    from pathlib import Path
-
     from instructrec.paths import resolve_path, writable_folder
 
     trainer = config["trainer"]
@@ -120,10 +118,10 @@ def place_outputs(config) -> None:
             init_args = getattr(item, "init_args", None)
             if init_args is None:  # `logger: false`, or no logger
                 continue
-            for name in OUTPUT_ARGUMENTS:
-                value = init_args.get(name) if name in init_args else Path()
-                if name not in init_args or (value is None and name != "save_dir"):
-                    continue  # not a writer's argument, or Lightning's own default place
+            for name in (name for name in OUTPUT_ARGUMENTS if name in init_args):
+                value = init_args[name]
+                if value is None and name != "save_dir":
+                    continue  # Lightning's own default place (under the logger's folder)
                 folder = resolve_path(value if value not in (None, ".") else root)
                 folder = folder if folder.is_absolute() else root / folder
                 init_args[name] = str(writable_folder(folder, f"{option} {item.class_path.rsplit('.', 1)[-1]}.{name}"))
