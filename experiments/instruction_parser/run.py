@@ -1,0 +1,264 @@
+"""Rules vs learned vs auto instruction parsing on held-out data sets and marker-free instructions.
+
+Spec: see README.md beside this file. Usage (after `instructrec train-parser --output DIR`):
+
+    python experiments/instruction_parser/run.py --weights DIR [--per-template 40] [--marker-free 300]
+
+Writes results.csv and results.md here (and failures.md: examples of what still fails).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import inspect
+import os
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+import common  # noqa: E402,F401  (offline defaults)
+
+
+def rules_parser():
+    """``parse_instruction(text, mode="rules")`` where the parser takes a mode, else the plain call."""
+    from instructrec.instructions import parser
+
+    if "mode" in inspect.signature(parser.parse_instruction).parameters:
+        return lambda text: parser.parse_instruction(text, mode="rules")
+    return parser.parse_instruction
+
+
+def parse_rules(texts):
+    from instructrec.instructions import InstructionError
+
+    parse, out = rules_parser(), []
+    for text in texts:
+        try:
+            out.append(parse(text))
+        except InstructionError:
+            out.append(None)
+    return out
+
+
+def parse_auto(texts, rules, learned):
+    """The parser's own ``read_instruction(text, mode="auto")`` where it exists; else its documented
+    rule: the rules where they find a structure (markers) and succeed, the learned parser otherwise."""
+    from instructrec.instructions import parser
+    from instructrec.instructions.markers import find_markers
+
+    read = getattr(parser, "read_instruction", None)
+    if read is not None:
+        out = []
+        for text in texts:
+            try:
+                reading = read(text, mode="auto")
+                out.append((reading.instruction, reading.method))
+            except Exception as error:  # counted as wrong, and named in the report
+                out.append((None, f"error: {type(error).__name__}"))
+        return out, "parser.read_instruction(mode='auto')"
+    out = []
+    for text, ruled, (learned_instruction, _) in zip(texts, rules, learned):
+        if ruled is not None and find_markers(text):
+            out.append((ruled, "rules"))
+        else:
+            out.append((learned_instruction, "learned"))
+    return out, "emulated (rules when markers parse, else learned): read_instruction not available yet"
+
+
+def pairs(instruction):
+    """(field, value) pairs scored by span F1: content fields, one pair per option; not the free-text
+    ``instruction`` wording."""
+    if instruction is None:
+        return set()
+    out = set()
+    for field, value in instruction.fields.items():
+        if field == "instruction":
+            continue
+        if field == "options":
+            out |= {("option", v) for v in value}
+        else:
+            out.add((field, value))
+    return out
+
+
+def field_match(predicted, gold) -> bool:
+    return predicted is not None and predicted.task == gold.task and pairs(predicted) == pairs(gold)
+
+
+def score(golds, predictions):
+    n = len(golds)
+    task = sum(p is not None and p.task == g.task for g, p in zip(golds, predictions))
+    em = sum(field_match(p, g) for g, p in zip(golds, predictions))
+    language = sum(p is not None and p.language == g.language for g, p in zip(golds, predictions))
+    hit = predicted = gold = 0
+    for g, p in zip(golds, predictions):
+        gp, pp = pairs(g), pairs(p)
+        hit, predicted, gold = hit + len(gp & pp), predicted + len(pp), gold + len(gp)
+    precision = hit / predicted if predicted else 0.0
+    recall = hit / gold if gold else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"n": n, "task_acc": task / n, "field_em": em / n, "span_f1": f1, "language_acc": language / n}
+
+
+def rules_rate(texts, repeats: int = 5) -> float:
+    """Rules parses per second over ``texts`` (errors included), best of ``repeats``, one thread:
+    the measure of experiments/benchmarks/data_layer.py."""
+    from instructrec.instructions import InstructionError
+
+    parse, best = rules_parser(), float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for text in texts:
+            try:
+                parse(text)
+            except InstructionError:
+                pass
+        best = min(best, time.perf_counter() - started)
+    return len(texts) / best
+
+
+def sst2_rendered(n: int = 20000) -> list[str]:
+    """The data-layer benchmark's texts: SST-2 train records rendered by the sst2 template."""
+    from instructrec.data import raw
+    from instructrec.paths import data_root
+    from instructrec.instructions import render
+    from instructrec.instructions.templates import get_template
+
+    template = get_template("sst2")
+    records = raw.read_sst2(data_root() / "sst2_glue" / "glue_train_part1.tsv")[:n]
+    return [render(template.apply(r, seed=0, index=i)) for i, r in enumerate(records)]
+
+
+def main() -> None:
+    arguments = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    arguments.add_argument("--weights", required=True, help="a folder written by instructrec train-parser --output")
+    arguments.add_argument("--per-template", type=int, default=40)
+    arguments.add_argument("--marker-free", type=int, default=300)
+    arguments.add_argument("--seed", type=int, default=0)
+    arguments.add_argument("--threads", type=int, default=2, help="torch threads for the learned parser")
+    args = arguments.parse_args()
+
+    import json
+
+    import torch
+
+    from instructrec.paths import data_root
+    from instructrec.instructions.corpus import HELDOUT_DATASETS, build_corpus
+    from instructrec.models import instruction_parser
+
+    torch.set_num_threads(args.threads)
+    weights = Path(args.weights).resolve()
+    # learned_parse (and auto) read $INSTRUCTREC_MODELS/instruction-parser: a scratch cache pointing at --weights
+    import tempfile
+
+    cache = Path(tempfile.mkdtemp(prefix="instruction-parser-run-"))
+    (cache / instruction_parser.FOLDER).symlink_to(weights, target_is_directory=True)
+    os.environ["INSTRUCTREC_MODELS"] = str(cache)
+    meta = json.loads((weights / "parser.json").read_text())
+
+    examples = build_corpus("heldout", seed=args.seed, data_root=data_root(), per_template=args.per_template, paraphrases=args.marker_free)
+    texts = [e.text for e in examples]
+    golds = [e.instruction() for e in examples]
+
+    rules = parse_rules(texts)
+    started = time.perf_counter()
+    learned = instruction_parser.learned_parse(texts)
+    learned_seconds = time.perf_counter() - started
+    auto, auto_how = parse_auto(texts, rules, learned)
+
+    def group(example) -> str:
+        if example.dataset in HELDOUT_DATASETS:
+            kind = "promptsource" if example.origin.startswith("promptsource/") else "our template (markers)"
+            return f"held-out templates: {example.dataset}, {kind}"
+        return "marker-free instructions" if example.dataset != "issue" else "marker-free: the issue's examples"
+
+    groups = defaultdict(list)
+    for i, example in enumerate(examples):
+        groups[group(example)].append(i)
+        if example.dataset in HELDOUT_DATASETS:
+            groups["held-out templates: all"].append(i)
+        else:
+            groups["marker-free: all"].append(i)
+    methods = {"rules": rules, "learned": [p for p, _ in learned], "auto": [p for p, _ in auto]}
+    rows = []
+    for name in sorted(groups, key=lambda g: (not g.startswith("held-out"), g.endswith("all"), g)):
+        index = groups[name]
+        for method, predictions in methods.items():
+            result = score([golds[i] for i in index], [predictions[i] for i in index])
+            rows.append({"set": name, "method": method, **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.items()}})
+
+    marked = sst2_rendered()
+    rate_marked = rules_rate(marked)
+    rate_all = rules_rate(texts, repeats=3)
+    learned_rate = len(texts) / learned_seconds
+    auto_methods = defaultdict(int)
+    for _, how in auto:
+        auto_methods[how] += 1
+
+    with open(HERE / "results.csv", "w", newline="", encoding="utf-8") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    phases, training = [], meta.get("training", {})
+    while training:
+        phases.insert(0, training)
+        training = training.get("continued_from") or {}
+    described = " then ".join(
+        f"{p.get('steps')} steps (seed {p.get('seed')}, max length {p.get('max_length')}, {p.get('train_seconds')} s)" for p in phases
+    )
+    lines = [
+        f"Learned parser: backbone `{meta['backbone']}`, batch {phases[-1].get('batch_size') if phases else '?'}, "
+        f"{sum(p.get('steps', 0) for p in phases)} steps in all: {described}; "
+        f"{sum(p.get('train_seconds', 0) for p in phases):.0f} s of training on this machine's 2 shared CPU cores.",
+        f"Held-out corpus: seed {args.seed}, {args.per_template} records per template, {args.marker_free} marker-free.",
+        f"auto: {auto_how}; used {dict(auto_methods)}.",
+        "",
+        "| set | method | n | task acc | field EM | span F1 | language acc |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['set']} | {row['method']} | {row['n']} | {row['task_acc']:.1%} | {row['field_em']:.1%} | "
+            f"{row['span_f1']:.3f} | {row['language_acc']:.1%} |"
+        )
+    lines += [
+        "",
+        "| throughput | parses/s |",
+        "|---|---|",
+        f"| rules, SST-2 rendered by the sst2 template ({len(marked):,} texts, best of 5; the data-layer benchmark's measure) | {rate_marked:,.0f} |",
+        f"| rules, every held-out text ({len(texts)} texts, long SQuAD passages included, 1 thread) | {rate_all:,.0f} |",
+        f"| learned, batched 32, {args.threads} CPU threads ({len(texts)} texts) | {learned_rate:,.1f} |",
+    ]
+    (HERE / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    failures = ["# What still fails (auto), first few per set", ""]
+    for name in sorted(groups):
+        if name.endswith(": all"):
+            continue
+        shown = 0
+        for i in groups[name]:
+            predicted = methods["auto"][i]
+            if field_match(predicted, golds[i]) or shown >= 4:
+                continue
+            shown += 1
+            got = "None" if predicted is None else f"{predicted.task} {_short(predicted.fields)}"
+            failures += [
+                f"- **{name}** `{examples[i].origin}`: {_short(examples[i].text)!r}",
+                f"  - expected: {golds[i].task} {_short(golds[i].fields)}",
+                f"  - auto ({auto[i][1]}): {got}",
+            ]
+    (HERE / "failures.md").write_text("\n".join(failures) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+
+
+def _short(value, limit: int = 160) -> str:
+    text = value if isinstance(value, str) else repr({k: (v[:60] + "…" if isinstance(v, str) and len(v) > 60 else v) for k, v in value.items()})
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""The learned instruction parser: its corpus (exact spans, a split by data set, determinism), the
+BIO round trip, a tiny training run into a scratch model cache, and the missing-weights error."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from instructrec.errors import InputError
+from instructrec.instructions import Instruction
+from instructrec.instructions.corpus import (
+    HELDOUT_DATASETS,
+    HELDOUT_PATTERNS,
+    SPAN_FIELDS,
+    Example,
+    build_corpus,
+    fill,
+    issue_examples,
+    shorten_context,
+)
+from instructrec.models import instruction_parser
+from instructrec.models.instruction_parser import TAGS, _decode, encode, learned_parse, tag_ids, train_parser
+
+
+def check_spans(examples: list[Example]) -> None:
+    """Every span is its value exactly, and the gold instruction carries those values."""
+    for example in examples:
+        gold = example.instruction()
+        assert gold.task == example.task and gold.language == example.language
+        for field, start, end in example.spans:
+            assert field in SPAN_FIELDS
+            value = example.text[start:end]
+            assert value and value == value.strip(), (example.origin, field, value)
+            if field == "option":
+                assert value in gold.fields["options"]
+            elif field in gold.fields and sum(f == field for f, _, _ in example.spans) == 1:
+                assert gold.fields[field] == value, (example.origin, field)
+
+
+def test_paraphrase_corpus_spans_are_exact():
+    examples = build_corpus("train", data_root=None, paraphrases=300) + build_corpus("heldout", data_root=None, paraphrases=100)
+    assert {e.task for e in examples} == {"qa", "classification", "translation", "generation"}
+    assert {e.language for e in examples} == {"en", "zh"}
+    check_spans(examples)
+
+
+def test_issue_examples_are_labelled_as_the_issue_reads_them():
+    by_task = {e.task: e.instruction() for e in issue_examples()}
+    assert by_task["qa"].fields == {"question": "Who wrote Hamlet", "context": "Hamlet is a play by Shakespeare"}
+    assert by_task["classification"].fields["options"] in (["positive", "negative"], ["Mars", "Jupiter", "Venus"])
+    assert by_task["translation"].fields == {
+        "source_language": "English", "target_language": "German", "text": "The cat sleeps on the sofa."
+    }
+    assert by_task["generation"].fields["prompt"].startswith("Summarize the following paragraph")
+
+
+def test_fill_lists_options_in_prose_with_a_span_each():
+    import random
+
+    text, spans = fill("Is this {options:list}? {text}", {"options": ["a b", "c"], "text": "Hi."}, "en", random.Random(0))
+    assert text == "Is this (A) a b (B) c? Hi."
+    assert [(f, text[s:e]) for f, s, e in spans] == [("option", "a b"), ("option", "c"), ("text", "Hi.")]
+
+
+def test_corpus_is_a_function_of_the_seed():
+    first = build_corpus("train", data_root=None, paraphrases=120, seed=3)
+    assert first == build_corpus("train", data_root=None, paraphrases=120, seed=3)
+    assert first != build_corpus("train", data_root=None, paraphrases=120, seed=4)
+
+
+def test_shorten_context_keeps_the_answer():
+    record = {"context": "One. Two is here. Three. Four.", "answers": [{"text": "here", "answer_start": 12}]}
+    short = shorten_context(record, 12)
+    assert short["context"] == "Two is here." and short["answers"] == [{"text": "here", "answer_start": 7}]
+
+
+@pytest.mark.slow
+def test_real_corpus_spans_and_the_split(shared_data):
+    train = build_corpus("train", data_root=shared_data, per_template=4, paraphrases=50)
+    heldout = build_corpus("heldout", data_root=shared_data, per_template=4, paraphrases=50)
+    check_spans(train + heldout)
+    assert not {e.dataset for e in train} & HELDOUT_DATASETS
+    assert {e.dataset for e in heldout} >= HELDOUT_DATASETS
+    held_out_origins = ("promptsource/ag_news/", "promptsource/xquad_xquad.en/", "template/agnews", "heldout-pattern/")
+    assert not [e.origin for e in train if e.origin.startswith(held_out_origins)]
+    assert {e.origin.rsplit("/", 1)[0] for e in heldout if e.origin.startswith("promptsource/")} == {
+        "promptsource/ag_news", "promptsource/xquad_xquad.en"
+    }
+    assert not {e.text for e in train} & {e.text for e in heldout}
+    # every task and both labelling outcomes of promptsource appear
+    assert {e.task for e in train if e.origin.startswith("promptsource/")} == {"qa", "classification", "generation"}
+    assert sum(len(p) for table in HELDOUT_PATTERNS.values() for p in table.values()) >= 10
+
+
+def test_perfect_tags_decode_to_the_gold_instruction():
+    """BIO labels of a gold example, fed back as one-hot probabilities, decode to its instruction."""
+    from instructrec import backbones
+
+    tokenizer = backbones.load_tokenizer("tiny-bert")
+    examples = build_corpus("train", data_root=None, paraphrases=150) + issue_examples()
+    batch = encode(tokenizer, [e.text for e in examples], 512)
+    offsets = batch["offset_mapping"].tolist()
+    for example, row in zip(examples, offsets):
+        tags = tag_ids(example, row)
+        probs = torch.nn.functional.one_hot(torch.tensor([max(t, 0) for t in tags]), len(TAGS)).float()
+        task = torch.nn.functional.one_hot(torch.tensor(["qa", "classification", "translation", "generation"].index(example.task)), 4).float()
+        instruction, confidence = _decode(example.text, row, task, probs)
+        assert instruction == example.instruction(), example.text
+        assert confidence == 1.0
+
+
+@pytest.fixture
+def model_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("INSTRUCTREC_MODELS", str(tmp_path / "models"))
+    monkeypatch.setattr(instruction_parser, "_LOADED", {})
+    return tmp_path / "models"
+
+
+def tiny_training(output=None, steps=3):
+    corpus = build_corpus("train", data_root=None, paraphrases=48)
+    return train_parser(output, max_steps=steps, backbone="tiny-bert", corpus=corpus, batch_size=8, max_length=96, progress=False)
+
+
+ODD_TEXTS = [
+    "Question: Who wrote Hamlet? Context: Hamlet is a play by Shakespeare.",
+    "Is this review positive or negative? The battery died in a day.",
+    "问题：谁写了《红楼梦》？\n上下文：《红楼梦》是曹雪芹的作品。",
+    "",
+    "   \n\t",
+    "🙂🙂🙂",
+    "x" * 5000,
+    "Options: a, a, a",
+    ":::: \\: \x00",
+]
+
+
+def test_tiny_training_writes_weights_that_learned_parse_loads(model_cache):
+    folder = tiny_training()
+    assert folder == model_cache / "instruction-parser"
+    names = {p.name for p in folder.iterdir()}
+    assert {"config.json", "model.safetensors", "heads.safetensors", "parser.json", "tokenizer.json"} <= names
+    assert not [n for n in names if n.endswith((".bin", ".pt", ".ckpt", ".pkl"))]
+    results = learned_parse(ODD_TEXTS)
+    assert len(results) == len(ODD_TEXTS)
+    for instruction, confidence in results:
+        assert instruction is None or isinstance(instruction, Instruction)
+        assert 0.0 <= confidence <= 1.0
+    assert results[3] == (None, 0.0) and results[4] == (None, 0.0)
+
+
+def test_training_is_reproducible(tmp_path, model_cache):
+    first, second = tiny_training(tmp_path / "a", steps=2), tiny_training(tmp_path / "b", steps=2)
+    for name in ("heads.safetensors", "model.safetensors"):
+        assert (first / name).read_bytes() == (second / name).read_bytes()
+
+
+def test_training_continues_from_a_parser_folder(tmp_path, model_cache):
+    first = tiny_training(tmp_path / "first", steps=1)
+    corpus = build_corpus("train", data_root=None, paraphrases=24, seed=1)
+    second = train_parser(tmp_path / "second", max_steps=1, corpus=corpus, batch_size=8, max_length=64, progress=False, init_from=first)
+    meta = json.loads((second / "parser.json").read_text())
+    assert meta["backbone"] == "tiny-bert" and meta["training"]["continued_from"]["steps"] == 1
+    assert (first / "heads.safetensors").read_bytes() != (second / "heads.safetensors").read_bytes()
+
+
+def test_missing_weights_name_the_command(model_cache):
+    with pytest.raises(InputError) as error:
+        learned_parse(["Question: who? Context: me."])
+    assert "instructrec train-parser" in error.value.hint
+    assert str(model_cache / "instruction-parser") in str(error.value)
+
+
+def test_train_parser_command_is_registered_and_checks_its_steps(capsys):
+    from instructrec import cli
+    from instructrec.commands import COMMANDS
+
+    assert "train-parser" in COMMANDS
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["train-parser", "--steps", "0"])
+    assert exit.value.code == 2
+    assert "--steps must be at least 1" in capsys.readouterr().err
+
+
+def test_corpus_module_does_not_import_torch():
+    code = "import sys, instructrec.instructions.corpus; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
