@@ -25,7 +25,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-IGNORE_INDEX = -100
+from instructrec.batch import IGNORE_LABEL
+
 
 
 def _masked(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -118,9 +119,9 @@ class HardLabelCrossEntropyLoss(nn.Module):
     """
 
     def forward(self, student_logits, labels):
-        if not (labels != IGNORE_INDEX).any():
+        if not (labels != IGNORE_LABEL).any():
             return student_logits.sum() * 0.0
-        return F.cross_entropy(student_logits.float(), labels, ignore_index=IGNORE_INDEX)
+        return F.cross_entropy(student_logits.float(), labels, ignore_index=IGNORE_LABEL)
 
 
 class HiddenStateMSELoss(nn.Module):

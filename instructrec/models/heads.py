@@ -22,7 +22,8 @@ from torch import nn
 from torchmetrics import MeanMetric, MeanSquaredError, MetricCollection, PearsonCorrCoef, SpearmanCorrCoef
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-IGNORE_INDEX = -100
+from instructrec.batch import IGNORE_LABEL
+
 POOLING = ("first", "mean")
 
 
@@ -77,7 +78,7 @@ class ClassificationHead(TaskHead):
         return self.linear(self.dropout(pool(states, attention_mask, self.pooling)))
 
     def loss(self, logits, batch):
-        return nn.functional.cross_entropy(logits.float(), batch["labels"], ignore_index=IGNORE_INDEX)
+        return nn.functional.cross_entropy(logits.float(), batch["labels"], ignore_index=IGNORE_LABEL)
 
     def metrics(self):
         classes = len(self.labels)

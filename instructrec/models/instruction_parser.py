@@ -33,10 +33,11 @@ import torch
 from torch import nn
 
 from instructrec import backbones
+from instructrec.batch import IGNORE_LABEL
 from instructrec.errors import InputError
 from instructrec.instructions.corpus import CONTENT_FIELDS, SPAN_FIELDS, Example, build_corpus, instruction_from_spans
 from instructrec.instructions.model import TASKS, Instruction, InstructionError
-from instructrec.models.heads import IGNORE_INDEX, pool
+from instructrec.models.heads import pool
 from instructrec.models.optim import adamw_with_warmup
 from instructrec.paths import models_root
 
@@ -97,7 +98,7 @@ class InstructionParserModule(L.LightningModule):
         task_logits, tag_logits = self(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
         task_loss = nn.functional.cross_entropy(task_logits, batch["task"])
         tag_loss = nn.functional.cross_entropy(
-            tag_logits.flatten(0, 1), batch["tags"].flatten(), ignore_index=IGNORE_INDEX
+            tag_logits.flatten(0, 1), batch["tags"].flatten(), ignore_index=IGNORE_LABEL
         )
         loss = task_loss + tag_loss
         self.log_dict(
@@ -144,7 +145,7 @@ def tag_ids(example: Example, offsets: Sequence[tuple[int, int]]) -> list[int]:
     ids, previous = [], None
     for start, end in offsets:
         if start == end:
-            ids.append(IGNORE_INDEX)
+            ids.append(IGNORE_LABEL)
             continue
         hit = owner.get(start)
         if hit is None:
