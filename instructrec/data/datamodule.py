@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from instructrec import backbones
+from instructrec.batch import MODEL_COLUMNS, TEXT_COLUMNS
 from instructrec.data import cache, encoding
 from instructrec.data.files import TextRecord, read_instruction_file
 from instructrec.data.loading import LoadedSplit, OnError, collect, holdout_position, parsed, report, subsample
@@ -393,13 +394,14 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
 
     def loader_inputs(self, split: str):
         """The torch-formatted dataset a split's loader reads and its collate function: the
-        model's columns, plus for QA evaluation and prediction the :data:`~instructrec.data.
-        encoding.TEXT_COLUMNS` that decode and score answers, and elsewhere the ``example_id``s. A subclass that feeds the model more
+        model's columns, plus for QA evaluation and prediction the
+        :data:`~instructrec.batch.TEXT_COLUMNS` that decode and score answers, and elsewhere the
+        ``example_id``s. A subclass that feeds the model more
         columns overrides this."""
         dataset = self.datasets[split]
-        columns = [c for c in encoding.MODEL_COLUMNS if c in dataset.column_names]
-        if split != "train" and all(c in dataset.column_names for c in encoding.TEXT_COLUMNS):
-            texts = list(encoding.TEXT_COLUMNS)
+        columns = [c for c in MODEL_COLUMNS if c in dataset.column_names]
+        if split != "train" and all(c in dataset.column_names for c in TEXT_COLUMNS):
+            texts = list(TEXT_COLUMNS)
         else:  # training batches name their records, so that a bad step can say which they were
             texts = [c for c in ("example_id",) if c in dataset.column_names]
         dataset = dataset.select_columns(columns + texts)
@@ -412,7 +414,7 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
 
 class ModelBatchCollator:
     """Pads each batch to its longest sequence, keeping the columns a model reads (tensors) and any
-    :data:`~instructrec.data.encoding.TEXT_COLUMNS` the rows carry (lists, one entry per row), and
+    :data:`~instructrec.batch.TEXT_COLUMNS` the rows carry (lists, one entry per row), and
     adds the task's name as ``batch["task"]`` (a string) when given."""
 
     def __init__(self, tokenizer, task: str | None = None) -> None:
@@ -422,8 +424,8 @@ class ModelBatchCollator:
         self.task = task
 
     def __call__(self, rows: list[dict]) -> dict:
-        batch = dict(self.pad([{k: v for k, v in row.items() if k in encoding.MODEL_COLUMNS} for row in rows]))
-        for name in encoding.TEXT_COLUMNS:
+        batch = dict(self.pad([{k: v for k, v in row.items() if k in MODEL_COLUMNS} for row in rows]))
+        for name in TEXT_COLUMNS:
             if rows and name in rows[0]:
                 batch[name] = [row[name] for row in rows]
         if self.task is not None:

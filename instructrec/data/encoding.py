@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from instructrec.batch import IGNORE_LABEL, MODEL_COLUMNS, TEXT_COLUMNS  # noqa: F401 (the data layer's names for them)
+from instructrec.batch import IGNORE_LABEL
 from instructrec.data.loading import Example
 from instructrec.data.qa_features import answer_char_span, prepare_qa_features
 from instructrec.instructions import Instruction, InstructionError, render
