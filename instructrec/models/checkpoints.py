@@ -113,11 +113,10 @@ def load_module(path: str | Path, default_class: str = DEFAULT_CLASS) -> torch.n
 
 def module_from_checkpoint(saved: dict[str, Any], source: str, default_class: str = DEFAULT_CLASS) -> torch.nn.Module:
     """:func:`load_module` for a checkpoint already read (and checked) by :func:`read_checkpoint`."""
-    path = source
     if "state_dict" not in saved:
-        raise CheckpointError("not a Lightning checkpoint: it has no state_dict", source=str(path))
+        raise CheckpointError("not a Lightning checkpoint: it has no state_dict", source=source)
     hparams = dict(saved.get("hyper_parameters") or {})
-    cls = module_class(hparams.get("_class_path") or default_class, str(path))
+    cls = module_class(hparams.get("_class_path") or default_class, source)
     accepted = inspect.signature(cls.__init__).parameters
     arguments = {k: v for k, v in hparams.items() if not k.startswith("_") and k in accepted}
     if "pretrained" in accepted:
@@ -127,5 +126,5 @@ def module_from_checkpoint(saved: dict[str, Any], source: str, default_class: st
         model.load_state_dict(saved["state_dict"])
     except (TypeError, KeyError, RuntimeError, ValueError) as error:  # arguments or tensors that do not fit the class
         detail = _torch_reason(error)
-        raise CheckpointError(f"its weights or hyper-parameters do not fit {cls.__name__}: {detail}", source=str(path)) from None
+        raise CheckpointError(f"its weights or hyper-parameters do not fit {cls.__name__}: {detail}", source=source) from None
     return model
