@@ -146,7 +146,7 @@ def check_ckpt_path(ckpt_path: str | None) -> None:
             source=str(ckpt_path),
             hint="download the file and pass its local path",
         )
-    read_checkpoint(ckpt_path)
+    read_checkpoint(ckpt_path, mmap=True)  # Lightning reads it again: only the hyper-parameters matter here
 
 
 def run_lightning(args: list[str] | None = None):

@@ -192,3 +192,24 @@ def test_remote_ckpt_path_is_refused(capsys, monkeypatch):
         main(["fit", "--config", "configs/quickstart.yaml", "--ckpt_path", "https://example.invalid/x.ckpt"])
     assert exit.value.code == 2
     assert "remote checkpoints are not loaded" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["empty", "random", "truncated"])
+def test_ckpt_path_refuses_broken_files_as_every_loader_does(tmp_path, name, capsys, monkeypatch):
+    """`--ckpt_path` only maps the file for its check; a broken one gets the same message."""
+    monkeypatch.chdir(ROOT)
+    path = broken_files(tmp_path)[name]
+    with pytest.raises(SystemExit) as exit:
+        main(["fit", "--config", "configs/quickstart.yaml", "--ckpt_path", str(path)])
+    assert exit.value.code == 2
+    with pytest.raises(CheckpointError) as error:
+        read_checkpoint(path)
+    assert f"instructrec: error: {error.value}" in capsys.readouterr().err
+
+
+def test_mapped_and_read_checkpoints_are_the_same(tmp_path):
+    path = tmp_path / "ok.ckpt"
+    torch.save({"state_dict": {"w": torch.arange(6.0)}, "hyper_parameters": {"_class_path": "instructrec.models.MultiTaskModule"}}, path)
+    mapped, read = read_checkpoint(path, mmap=True), read_checkpoint(path)
+    assert mapped["hyper_parameters"] == read["hyper_parameters"]
+    assert torch.equal(mapped["state_dict"]["w"], read["state_dict"]["w"])

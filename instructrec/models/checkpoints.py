@@ -55,16 +55,25 @@ def module_class(class_path: str, source: str | None = None) -> type:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
+def read_checkpoint(path: str | Path, *, mmap: bool = False) -> dict[str, Any]:
     """A checkpoint's contents, loaded with ``weights_only=True`` and checked: a dict whose
     hyper-parameters name no code outside :data:`MODULE_CLASSES`. Every way a file can fail
-    (missing, empty, truncated, not a checkpoint, holding Python objects) is a :class:`CheckpointError`."""
+    (missing, empty, truncated, not a checkpoint, holding Python objects) is a :class:`CheckpointError`.
+
+    ``mmap``: map the tensors instead of reading them, for a check whose caller loads the file
+    again (``--ckpt_path``: Lightning does); files ``torch.save`` wrote before its zip format are
+    read whole."""
     path = Path(path)
     source = str(path)
     if not path.is_file():
         raise CheckpointError("checkpoint file does not exist", source=source)
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        except RuntimeError as error:
+            if not mmap or "mmap can only be used" not in str(error):
+                raise
+            saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError... for broken files
         detail = _torch_reason(error)
         if "Unsupported global" in detail:  # weights_only refused a class: it could have run code
