@@ -101,11 +101,12 @@ def read_instruction(text: str, mode: str = "auto") -> Reading:
         return Reading(_parse_rules(text), "rules")
     rules_error: InstructionError | None = None
     if mode == "auto":
+        markers = find_markers(text) if isinstance(text, str) else None
         try:
-            ruled = _parse_rules(text)
+            ruled = _parse_rules(text, markers)
         except InstructionError as error:
             ruled, rules_error = None, error
-        if ruled is not None and find_markers(text):
+        if ruled is not None and markers:
             return Reading(ruled, "rules")
     from instructrec.errors import InputError
     from instructrec.models.instruction_parser import learned_parse
@@ -131,12 +132,13 @@ def read_instruction(text: str, mode: str = "auto") -> Reading:
     return Reading(ruled, "rules", 1.0, note)
 
 
-def _parse_rules(text: str) -> Instruction:
+def _parse_rules(text: str, markers: list[Marker] | None = None) -> Instruction:
+    """The rules' reading; ``markers``: the text's, when the caller has found them already."""
     if not isinstance(text, str):
         raise InstructionError(f"instruction text must be a string, got {type(text).__name__}")
     if not text or text.isspace():
         raise InstructionError("instruction text is empty", offset=0)
-    markers = find_markers(text)
+    markers = find_markers(text) if markers is None else markers
     if not markers:
         return Instruction("generation", _guess_language(text), {"prompt": unescape(text).strip()})
     fields = _collect(text, markers)
