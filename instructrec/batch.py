@@ -21,3 +21,10 @@ NO_OFFSET = (-1, -1)  # the offset of a token that is not part of the context
 def encoder_inputs(batch: dict) -> dict:
     """The batch's tensors an encoder reads (``token_type_ids`` only where the tokenizer makes them)."""
     return {key: batch[key] for key in ENCODER_INPUTS if key in batch}
+
+# Generation batches (a causal language model's): ``input_ids``/``attention_mask``/``labels`` are the
+# prompt and answer right-padded, ``labels`` IGNORE_LABEL on the prompt; evaluation and prediction
+# batches also carry the prompt alone, left-padded, for ``generate``, and as lists (one per row) the
+# rendered prompt and the reference answers that score a generated text.
+PROMPT_INPUTS = ("prompt_ids", "prompt_mask")
+GENERATION_TEXT_COLUMNS = ("example_id", "prompt", "references")

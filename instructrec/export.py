@@ -4,6 +4,9 @@ model card (``README.md``: family, backbone, tasks and labels, recorded metrics,
 * :class:`~instructrec.models.QAReasoningModule` (an extractive reader): a transformers
   ``AutoModelForQuestionAnswering`` folder; ``transformers.pipeline("question-answering",
   model=DIR)`` answers with it;
+* :class:`~instructrec.models.GenerationModule` (a causal language model): a transformers
+  ``AutoModelForCausalLM`` folder with its tokenizer (chat template included) and generation
+  config, LoRA adapters merged into the weights; ``generate`` on it gives the module's answers;
 * :class:`~instructrec.models.MultiTaskModule` and a distilled student
   (:class:`~instructrec.distill.DistillationModule`'s ``student``; the teacher stays behind): the
   encoder folder plus the heads, below.
@@ -68,7 +71,8 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path) -> Path:
     saved = read_checkpoint(checkpoint)
     model = module_from_checkpoint(saved, str(checkpoint))
     family = type(model).__name__
-    writers = {"MultiTaskModule": _export_heads, "DistillationModule": _export_student, "QAReasoningModule": _export_reader}
+    writers = {"MultiTaskModule": _export_heads, "DistillationModule": _export_student, "QAReasoningModule": _export_reader,
+               "GenerationModule": _export_causal_lm}
     if family not in writers:  # pragma: no cover - load_module only builds registered families
         raise CheckpointError(f"holds a {family}, which export does not know", source=str(checkpoint))
     out = Path(output_dir)
@@ -106,6 +110,14 @@ def _export_reader(model, out: Path) -> dict:
     write_pretrained(reader, model.hparams["backbone"], out)
     return {"tasks": {"qa": {"type": "qa", "output": OUTPUTS["qa"]}}, "loads_with": "AutoModelForQuestionAnswering",
             "null_threshold": float(model.null_threshold)}
+
+
+def _export_causal_lm(model, out: Path) -> dict:
+    """A generation model: its language model (adapters merged) and tokenizer, save_pretrained."""
+    write_pretrained(model.merged_model(), model.hparams["backbone"], out)
+    tasks = {name: {"type": spec["type"], "output": "generated text"} for name, spec in model.tasks.items()}
+    return {"tasks": tasks, "loads_with": "AutoModelForCausalLM (prompts through the tokenizer's chat template)",
+            "decoding": dict(model.hparams["decoding"])}
 
 
 def _write_encoder_and_heads(encoder, heads, tasks: dict, backbone: str, output_dir: Path) -> dict:
@@ -159,6 +171,8 @@ def write_model_card(out: Path, family: str, backbone: str | None, summary: dict
         *[f"| {name} | {entry['type']} | {', '.join(entry.get('labels', [])) or '-'} |" for name, entry in summary["tasks"].items()],
         "",
     ]
+    if "decoding" in summary:
+        lines += ["Decoding the run evaluated with: " + ", ".join(f"`{k}={v}`" for k, v in summary["decoding"].items()) + ".", ""]
     if "null_threshold" in summary:
         lines += [f"SQuAD 2.0 null threshold tuned on validation: {summary['null_threshold']:.4f}.", ""]
     if scores:

@@ -166,10 +166,10 @@ def test_batch_from_texts_matches_file_encoding(tmp_path):
         dm.batch_from_texts([classification_text("x", None, ["yes", "no"])])
 
 
-def test_unencoded_task_is_refused(tmp_path):
+def test_a_generation_task_on_an_encoder_is_refused_with_a_pointer(tmp_path):
     path = tmp_path / "gen.txt"
     path.write_text("Summarize this paragraph: it rained.", encoding="utf-8")
-    with pytest.raises(InstructionError, match="generation instructions have no encoder"):
+    with pytest.raises(InstructionError, match="generation instructions need a generative backbone .*smollm2-135m-instruct"):
         make(tmp_path, train=str(path)).setup("fit")
 
 

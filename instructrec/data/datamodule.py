@@ -20,8 +20,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from instructrec import backbones
-from instructrec.batch import MODEL_COLUMNS, TEXT_COLUMNS
-from instructrec.data import cache, encoding
+from instructrec.batch import GENERATION_TEXT_COLUMNS, MODEL_COLUMNS, TEXT_COLUMNS
+from instructrec.data import cache, encoding, generative
 from instructrec.data.files import TextRecord, read_instruction_file
 from instructrec.data.loading import LoadedSplit, OnError, collect, holdout_position, parsed, report, subsample
 from instructrec.data.raw import reader_code
@@ -69,6 +69,11 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
             (after the ``val_fraction`` share: by the same seeded hash of the example id).
         max_examples: at most this many examples per split (e.g. ``{"train": 3000}``), chosen by a
             seeded hash of the example id (the same subset in every run), kept in file order.
+        generative: encode every task as a chat prompt and its answer for a causal language model
+            (:mod:`instructrec.data.generative`); default (None): when ``tokenizer`` is one.
+        max_answer_length: generative only: answer tokens kept for training, the end token included.
+        system_prompt: generative only: the chat template's system turn; None keeps the template's
+            own default (SmolLM2's names itself), ``""`` an empty one.
     """
 
     def __init__(
@@ -94,6 +99,9 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
         task_name: str | None = None,
         test_fraction: float = 0.0,
         max_examples: dict[str, int] | None = None,
+        generative: bool | None = None,
+        max_answer_length: int = 64,
+        system_prompt: str | None = None,
     ) -> None:
         super().__init__()
         if on_error not in ("raise", "skip"):
@@ -123,6 +131,9 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
         self.task_name = task_name
         self.test_fraction = test_fraction
         self.max_examples = dict(max_examples or {})
+        self.generative = generative
+        self.max_answer_length = max_answer_length
+        self.system_prompt = system_prompt
         self.datasets: dict[str, Any] = {}
         self.meta: dict[str, dict] = {}
         self._reported: set[Path] = set()
@@ -133,6 +144,11 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
     @cached_property
     def tokenizer(self):
         return backbones.load_tokenizer(self.tokenizer_name)
+
+    @cached_property
+    def is_generative(self) -> bool:
+        """Whether examples are encoded for a causal language model (see ``generative``)."""
+        return self.generative if self.generative is not None else backbones.is_causal_lm(self.tokenizer_name)
 
     @cached_property
     def reference(self) -> dict:
@@ -146,10 +162,14 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
         if first is None:
             raise InstructionError(f"the {split} split has no usable records in {self._describe(split)}")
         task = first.instruction.task
-        if task not in encoding.ENCODED_TASKS:
+        if self.is_generative:
+            if task not in generative.GENERATIVE_TASKS:  # pragma: no cover - every task generates today
+                raise InstructionError(f"{task} instructions cannot be generated; first record: {first.source}, record {first.record}")
+        elif task not in encoding.ENCODED_TASKS:
             raise InstructionError(
-                f"{task} instructions have no encoder in InstructionDataModule yet "
-                f"(it encodes {', '.join(encoding.ENCODED_TASKS)}); first record: {first.source}, record {first.record}"
+                f"{task} instructions need a generative backbone (a causal language model such as "
+                f"smollm2-135m-instruct); an encoder reads {', '.join(encoding.ENCODED_TASKS)}; "
+                f"first record: {first.source}, record {first.record}"
             )
         labels = list(first.instruction.fields["options"]) if task == "classification" else None
         return {"task": task, "label_names": labels}
@@ -224,6 +244,7 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
         dataset = self._encode_examples(loaded.examples, f"Encoding {split}", self._references(split))
         meta = {
             **self.reference,
+            **({"prompts_truncated": sum(dataset["prompt_truncated"])} if self.is_generative else {}),
             "parsed": len(loaded.examples),
             "rejected": len(loaded.rejects),
             "total": loaded.total,
@@ -243,12 +264,19 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
         return self._collate([dict(zip(features, values)) for values in zip(*features.values())])
 
     def _check(self):
+        if self.is_generative:
+            return generative.check_generative_task(self.task)
         if self.task == "classification":
             return encoding.check_labels(self.label_names)
         return encoding.check_task(self.task)
 
     def _encoder(self, examples: list, references: dict[str, list[dict]] | None = None):
         """The examples' columns, and the batched function that encodes them."""
+        if self.is_generative:
+            columns = generative.generation_columns(examples, references)
+            return columns, generative.encode_generation(
+                self.tokenizer, self.max_length, self.max_answer_length, self.system_prompt
+            )
         if self.task == "classification":
             columns = encoding.classification_columns(examples, self.label_names)
             return columns, encoding.encode_classification(self.tokenizer, self.max_length)
@@ -317,6 +345,8 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
             self._reported.add(folder)
             meta = hit[1]
             report(f"{split} ({self._describe(source)})", meta["parsed"], meta["rejected"], meta.get("rejects_file"))
+            if meta.get("prompts_truncated"):
+                log.warning("%s: %d prompts longer than max_length=%d lost their end", split, meta["prompts_truncated"], self.max_length)
         return hit
 
     def _settings(self, split: str) -> dict:
@@ -329,6 +359,8 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
             "tokenizer": backbones.describe(self.tokenizer_name),
             "max_length": self.max_length,
             "doc_stride": self.doc_stride,
+            **({"generative": {"max_answer_length": self.max_answer_length, "system_prompt": self.system_prompt}}
+               if self.is_generative else {}),
             "on_error": self.on_error,
             "seed": self.seed,
             "text_field": self.text_field,
@@ -397,8 +429,16 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
         model's columns, plus for QA evaluation and prediction the
         :data:`~instructrec.batch.TEXT_COLUMNS` that decode and score answers, and elsewhere the
         ``example_id``s. A subclass that feeds the model more
-        columns overrides this."""
+        columns overrides this. Generative data: see :class:`~instructrec.data.generative.CausalLMCollator`."""
         dataset = self.datasets[split]
+        if self.is_generative:
+            tensors = ["input_ids", "attention_mask", "labels", "prompt_length"]
+            texts = list(GENERATION_TEXT_COLUMNS) if split != "train" else ["example_id"]
+            collate = self._collate if split != "train" else generative.CausalLMCollator(
+                self.tokenizer.pad_token_id, task=self.task_name, prompts=False
+            )
+            formatted = dataset.select_columns(tensors + texts).with_format("torch", columns=tensors, output_all_columns=True)
+            return formatted, collate
         columns = [c for c in MODEL_COLUMNS if c in dataset.column_names]
         if split != "train" and all(c in dataset.column_names for c in TEXT_COLUMNS):
             texts = list(TEXT_COLUMNS)
@@ -408,7 +448,9 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
         return dataset.with_format("torch", columns=columns, output_all_columns=bool(texts)), self._collate
 
     @cached_property
-    def _collate(self) -> "ModelBatchCollator":
+    def _collate(self):
+        if self.is_generative:
+            return generative.CausalLMCollator(self.tokenizer.pad_token_id, task=self.task_name)
         return ModelBatchCollator(self.tokenizer, task=self.task_name)
 
 

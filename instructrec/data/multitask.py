@@ -60,6 +60,9 @@ class SourceOptions:
     file_format: str | None = None
     test_fraction: float | None = None
     max_examples: dict[str, int] | None = None
+    generative: bool | None = None
+    max_answer_length: int | None = None
+    system_prompt: str | None = None
 
     @classmethod
     def of(cls, name: str, options: "SourceOptions | dict[str, Any]") -> "SourceOptions":

@@ -26,6 +26,7 @@ _FAMILIES = {
     "MultiTaskModule": ("instructrec.models", "instructrec.models.multitask"),
     "QAReasoningModule": ("instructrec.models", "instructrec.models.qa_reasoning"),
     "DistillationModule": ("instructrec.distill", "instructrec.distill.module"),
+    "GenerationModule": ("instructrec.models", "instructrec.models.generation"),
 }
 MODULE_CLASSES: dict[str, tuple[str, str]] = {
     f"{package}.{name}": (defining, name)
