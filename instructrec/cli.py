@@ -122,8 +122,8 @@ def place_outputs(config) -> None:
                 value = init_args[name]
                 if value is None and name != "save_dir":
                     continue  # Lightning's own default place (under the logger's folder)
-                folder = resolve_path(value if value not in (None, ".") else root)
-                folder = folder if folder.is_absolute() else root / folder
+                folder = root if value in (None, ".") else resolve_path(value)
+                folder = folder if folder.is_absolute() or folder == root else root / folder
                 init_args[name] = str(writable_folder(folder, f"{option} {item.class_path.rsplit('.', 1)[-1]}.{name}"))
     data = getattr(config.get("data"), "init_args", None)
     if data is not None and data.get("cache_dir"):

@@ -114,6 +114,20 @@ def test_unwritable_output_places_are_refused_before_training(tmp_path, capsys, 
     assert not (tmp_path / "cache").exists(), "nothing was encoded before the refusal"
 
 
+def test_a_relative_default_root_dir_is_not_repeated_in_the_logger_folder(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from instructrec.cli import place_outputs
+
+    monkeypatch.chdir(tmp_path)
+    logger = SimpleNamespace(class_path="lightning.pytorch.loggers.WandbLogger", init_args={"save_dir": None})
+    checkpoint = SimpleNamespace(class_path="lightning.pytorch.callbacks.ModelCheckpoint", init_args={"dirpath": "checkpoints"})
+    config = {"trainer": {"default_root_dir": "runs/a", "logger": logger, "callbacks": [checkpoint]}}
+    place_outputs(config)
+    assert logger.init_args["save_dir"] == "runs/a"
+    assert checkpoint.init_args["dirpath"] == str(Path("runs/a/checkpoints"))
+
+
 def test_one_default_root_dir_moves_everything_a_run_writes(tmp_path, monkeypatch):
     """The shipped quickstart config with only `--trainer.default_root_dir` changed: checkpoints,
     the saved config, the logger's folder and `predict`'s output all land under it."""
