@@ -14,13 +14,13 @@ synthetic reviews repeated. Results are printed as a Markdown table.
 from __future__ import annotations
 
 import argparse
-import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # noqa: E402,F401  (offline defaults, set before instructrec is imported)
 
 import torch  # noqa: E402
 

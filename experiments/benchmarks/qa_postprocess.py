@@ -19,12 +19,12 @@ Goal: vectorised >= 5x the exhaustive loop. Prints a Markdown table; every time 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # noqa: E402,F401  (offline defaults, set before instructrec is imported)
 
 import numpy as np  # noqa: E402
 

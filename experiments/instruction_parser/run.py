@@ -3,14 +3,15 @@
 Spec: see README.md beside this file. Usage (after `instructrec train-parser --output DIR`):
 
     python experiments/instruction_parser/run.py --weights DIR [--per-template 40] [--marker-free 300]
+    python experiments/instruction_parser/run.py --smoke    # a tiny parser trained for 2 steps, a few texts
 
-Writes results.csv and results.md here (and failures.md: examples of what still fails).
+Writes results.csv and results.md to --out, this folder by default (and failures.md: examples of
+what still fails).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import inspect
 import os
 import sys
@@ -20,7 +21,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-import common  # noqa: E402,F401  (offline defaults)
+import common  # noqa: E402
+
+# Smoke mode: records per template, marker-free instructions, rendered SST-2 texts for the rate.
+SMOKE_SIZES = {"per_template": 2, "marker_free": 10, "rendered": 200}
 
 
 def rules_parser():
@@ -133,14 +137,29 @@ def sst2_rendered(n: int = 20000) -> list[str]:
     return [render(template.apply(r, seed=0, index=i)) for i, r in enumerate(records)]
 
 
-def main() -> None:
+def smoke_weights(out: Path) -> Path:
+    """Smoke mode's parser: ``instructrec train-parser`` on the tiny backbone for two steps."""
+    from instructrec.cli import main as instructrec
+
+    weights = out / "weights"
+    instructrec(["train-parser", "--backbone", common.SMOKE_BACKBONE, "--steps", "2", "--max-length", "64", "--output", str(weights)])
+    return weights
+
+
+def main(argv: list[str] | None = None) -> None:
     arguments = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    arguments.add_argument("--weights", required=True, help="a folder written by instructrec train-parser --output")
+    arguments.add_argument("--weights", help="a folder written by instructrec train-parser --output (not with --smoke)")
     arguments.add_argument("--per-template", type=int, default=40)
     arguments.add_argument("--marker-free", type=int, default=300)
     arguments.add_argument("--seed", type=int, default=0)
     arguments.add_argument("--threads", type=int, default=2, help="torch threads for the learned parser")
-    args = arguments.parse_args()
+    args = common.parse(arguments, argv, HERE)
+    rendered = 20000
+    if args.smoke:
+        args.weights = smoke_weights(args.out)
+        args.per_template, args.marker_free, rendered = SMOKE_SIZES["per_template"], SMOKE_SIZES["marker_free"], SMOKE_SIZES["rendered"]
+    elif args.weights is None:
+        arguments.error("--weights is required (or --smoke)")
 
     import json
 
@@ -153,9 +172,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     weights = Path(args.weights).resolve()
     # learned_parse (and auto) read $INSTRUCTREC_MODELS/instruction-parser: a scratch cache pointing at --weights
+    import atexit
+    import shutil
     import tempfile
 
     cache = Path(tempfile.mkdtemp(prefix="instruction-parser-run-"))
+    atexit.register(shutil.rmtree, cache, ignore_errors=True)  # the link only, never the weights
     (cache / instruction_parser.FOLDER).symlink_to(weights, target_is_directory=True)
     os.environ["INSTRUCTREC_MODELS"] = str(cache)
     meta = json.loads((weights / "parser.json").read_text())
@@ -191,7 +213,7 @@ def main() -> None:
             result = score([golds[i] for i in index], [predictions[i] for i in index])
             rows.append({"set": name, "method": method, **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.items()}})
 
-    marked = sst2_rendered()
+    marked = sst2_rendered(rendered)
     rate_marked = rules_rate(marked)
     rate_all = rules_rate(texts, repeats=3)
     learned_rate = len(texts) / learned_seconds
@@ -199,10 +221,7 @@ def main() -> None:
     for _, how in auto:
         auto_methods[how] += 1
 
-    with open(HERE / "results.csv", "w", newline="", encoding="utf-8") as file:
-        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    common.write_csv(args.out / "results.csv", rows, list(rows[0]))
     phases, training = [], meta.get("training", {})
     while training:
         phases.insert(0, training)
@@ -210,30 +229,24 @@ def main() -> None:
     described = " then ".join(
         f"{p.get('steps')} steps (seed {p.get('seed')}, max length {p.get('max_length')}, {p.get('train_seconds')} s)" for p in phases
     )
-    lines = [
+    setup = "\n".join([
         f"Learned parser: backbone `{meta['backbone']}`, batch {phases[-1].get('batch_size') if phases else '?'}, "
         f"{sum(p.get('steps', 0) for p in phases)} steps in all: {described}; "
         f"{sum(p.get('train_seconds', 0) for p in phases):.0f} s of training on this machine's 2 shared CPU cores.",
         f"Held-out corpus: seed {args.seed}, {args.per_template} records per template, {args.marker_free} marker-free.",
         f"auto: {auto_how}; used {dict(auto_methods)}.",
-        "",
-        "| set | method | n | task acc | field EM | span F1 | language acc |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for row in rows:
-        lines.append(
-            f"| {row['set']} | {row['method']} | {row['n']} | {row['task_acc']:.1%} | {row['field_em']:.1%} | "
-            f"{row['span_f1']:.3f} | {row['language_acc']:.1%} |"
-        )
-    lines += [
-        "",
-        "| throughput | parses/s |",
-        "|---|---|",
-        f"| rules, SST-2 rendered by the sst2 template ({len(marked):,} texts, best of 5; the data-layer benchmark's measure) | {rate_marked:,.0f} |",
-        f"| rules, every held-out text ({len(texts)} texts, long SQuAD passages included, 1 thread) | {rate_all:,.0f} |",
-        f"| learned, batched 32, {args.threads} CPU threads ({len(texts)} texts) | {learned_rate:,.1f} |",
-    ]
-    (HERE / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    ])
+    accuracy = common.markdown_table(
+        ["set", "method", "n", "task acc", "field EM", "span F1", "language acc"],
+        [[row["set"], row["method"], row["n"], f"{row['task_acc']:.1%}", f"{row['field_em']:.1%}", f"{row['span_f1']:.3f}",
+          f"{row['language_acc']:.1%}"] for row in rows],
+    )
+    throughput = common.markdown_table(["throughput", "parses/s"], [
+        [f"rules, SST-2 rendered by the sst2 template ({len(marked):,} texts, best of 5; the data-layer benchmark's measure)", f"{rate_marked:,.0f}"],
+        [f"rules, every held-out text ({len(texts)} texts, long SQuAD passages included, 1 thread)", f"{rate_all:,.0f}"],
+        [f"learned, batched 32, {args.threads} CPU threads ({len(texts)} texts)", f"{learned_rate:,.1f}"],
+    ])
+    text = common.write_markdown(args.out / "results.md", setup, accuracy, throughput)
 
     failures = ["# What still fails (auto), first few per set", ""]
     for name in sorted(groups):
@@ -251,8 +264,8 @@ def main() -> None:
                 f"  - expected: {golds[i].task} {_short(golds[i].fields)}",
                 f"  - auto ({auto[i][1]}): {got}",
             ]
-    (HERE / "failures.md").write_text("\n".join(failures) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    common.write_markdown(args.out / "failures.md", "\n".join(failures))
+    print(text, end="")
 
 
 def _short(value, limit: int = 160) -> str:

@@ -5,6 +5,7 @@ the stories' facts. Writes results.csv and results.md beside this file.
     python experiments/qa_babi/run.py                   # fit + test per task, then traces
     python experiments/qa_babi/run.py --tasks qa1 qa2   # some tasks (results of the others kept)
     python experiments/qa_babi/run.py --traces_only     # traces (+ reader traces from the checkpoints)
+    python experiments/qa_babi/run.py --smoke           # the pipeline on the tiny backbone, in seconds
 
 Reader: ``instructrec fit --config configs/qa/babi_multihop.yaml`` with the task's files, window and
 context (``TASKS``: qa1 reads the story so far, qa2 and qa3 the facts multi-hop retrieval selects,
@@ -20,17 +21,15 @@ that holds the reader's answer span (n-best offsets) is the last.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import run_config  # noqa: E402
+import common  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = common.ROOT
 HERE = Path(__file__).resolve().parent
 CONFIG = ROOT / "configs" / "qa" / "babi_multihop.yaml"
 # name: (file stem, supporting facts per question = hops, reader window in tokens, what the reader
@@ -87,7 +86,6 @@ def reader_predictions(data: Path, task: str, args) -> tuple[float, dict[str, st
     answer is rejected by the data module and counts as wrong here), and question id -> passage id of
     the fact holding the reader's best span, from ``instructrec predict`` with the task's best
     checkpoint (None when there is none)."""
-    from instructrec.cli import run_lightning
     from instructrec.data.raw import read_babi_qa
     from instructrec.qa.squad_metrics import exact_match
 
@@ -97,10 +95,11 @@ def reader_predictions(data: Path, task: str, args) -> tuple[float, dict[str, st
     if not checkpoint.exists():
         return None
     test = data / "babi_en_1k" / f"{stem}_test.txt"
-    run_lightning([
-        "predict", "--config", str(out / "config.yaml"), *task_overrides(task, args), "--data.init_args.train=null",
+    common.lightning(
+        "predict", out / "config.yaml", out, *task_overrides(task, args), "--data.init_args.train=null",
         "--data.init_args.test=null", f"--data.init_args.predict={test}", f"--ckpt_path={checkpoint}",
-    ])
+        cache_dir=Path(args.work_dir) / "cache", smoke=args.smoke,
+    )
     predictions = json.loads((out / "predictions" / "predictions.json").read_text(encoding="utf-8"))
     nbest = json.loads((out / "predictions" / "nbest_predictions.json").read_text(encoding="utf-8"))
     records = {record["id"]: record for record in read_babi_qa(test, **reader_args)}
@@ -126,18 +125,16 @@ def exported(task: str, args) -> Path:
 
 
 def task_overrides(task: str, args) -> list[str]:
-    """What fit and predict of ``task``'s reader share: its output folder, the data cache, its
-    window and the facts it reads, no logger or progress bar."""
+    """What fit and predict of ``task``'s reader share: its window and the facts it reads (with
+    ``--smoke``, a handful of questions per split)."""
     _, _, max_length, reader_args = TASKS[task]
-    out = Path(args.work_dir) / task
     return [
-        "--trainer.logger=false", "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={out}",
-        f"--data.init_args.cache_dir={Path(args.work_dir) / 'cache'}", f"--data.init_args.max_length={max_length}",
-        f"--data.init_args.doc_stride={max_length // 2}",
+        f"--data.init_args.max_length={max_length}", f"--data.init_args.doc_stride={max_length // 2}",
         *([f"--data.init_args.reader_args={json.dumps(reader_args)}"] if reader_args else []),
         # A question whose retrieved facts lost its answer cannot be labelled: skipped (into the
         # cache's rejects file) rather than stopping the run; the accuracy still counts it, as wrong.
         *(["--data.init_args.on_error=skip"] if "retrieve" in reader_args else []),
+        *([f"--data.init_args.max_examples={common.smoke_examples()}"] if args.smoke else []),
     ]
 
 
@@ -145,26 +142,25 @@ def accuracy(task: str, args) -> dict:
     """Fit a reader on the task's train file, then test its best checkpoint on the task's test file
     (logged only: the Trainer's test skips questions whose context lost the answer, so the accuracy
     reported is :func:`reader_predictions`', over every question)."""
-    from instructrec.cli import run_lightning
-
     stem, _, max_length, _ = TASKS[task]
-    config = str(run_config(CONFIG, Path(args.work_dir) / task))
+    out = Path(args.work_dir) / task
     files = "${INSTRUCTREC_DATA}/babi_en_1k/" + stem
     start = [f"--model.init_args.backbone={exported(args.init_from, args)}"] if args.init_from and args.init_from != task else []
-    started = time.perf_counter()
-    cli = run_lightning([
-        "fit", "--config", config, *start, *task_overrides(task, args), f"--trainer.max_epochs={args.max_epochs}",
-        f"--data.init_args.train={files}_train.txt", f"--data.init_args.test={files}_test.txt", "--test_after_fit=true",
-    ])
+    cli, seconds = common.lightning(
+        "fit", common.run_config(CONFIG, out), out, *start, *task_overrides(task, args),
+        f"--trainer.max_epochs={args.max_epochs}", f"--data.init_args.train={files}_train.txt",
+        f"--data.init_args.test={files}_test.txt", "--test_after_fit=true",
+        cache_dir=Path(args.work_dir) / "cache", smoke=args.smoke,
+    )
     return {
         "start": args.init_from if start else cli.model.hparams["backbone"],
         "epochs": cli.trainer.current_epoch,
         "max_length": max_length,
-        "train_seconds": round(time.perf_counter() - started),
+        "train_seconds": round(seconds),
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=os.environ.get("INSTRUCTREC_DATA", str(ROOT.parent / "shared" / "data")))
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
@@ -172,12 +168,9 @@ def main() -> None:
     parser.add_argument("--init_from", choices=list(TASKS), default=None,
                         help="start the readers from this task's trained reader instead of MiniLM-L6 (a curriculum)")
     parser.add_argument("--traces_only", action="store_true")
-    parser.add_argument("--work_dir", default="runs/experiments/qa_babi")
-    parser.add_argument("--out", default=str(HERE))
-    args = parser.parse_args()
+    args = common.parse(parser, argv, HERE, work_dir="runs/experiments/qa_babi")
     os.environ.setdefault("INSTRUCTREC_DATA", args.data)
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    csv_path = Path(args.out) / "results.csv"
+    csv_path = args.out / "results.csv"
     for task in args.tasks:
         row = {**{name: "" for name in FIELDS}, **read(csv_path).get(task, {}), "task": task}
         if not args.traces_only:
@@ -190,35 +183,32 @@ def main() -> None:
             row.update(accuracy=accuracy_all, reader_all_found=reader["all_supporting_found"],
                        reader_recall=reader["supporting_fact_recall"])
         print(row, flush=True)
-        write({**read(csv_path), task: row}, csv_path, Path(args.out) / "results.md")
+        write({**read(csv_path), task: row}, args.out)
 
 
 def read(csv_path: Path) -> dict[str, dict]:
     """The results written so far, by task: tasks not run this time keep theirs (read again before
     each write, so runs of different tasks side by side do not overwrite each other)."""
-    if not csv_path.exists():
-        return {}
-    return {row["task"]: row for row in csv.DictReader(csv_path.open(encoding="utf-8"))}
+    return {row["task"]: row for row in common.read_csv(csv_path)}
 
 
-def write(rows: dict[str, dict], csv_path: Path, md_path: Path) -> None:
+def write(rows: dict[str, dict], out: Path) -> None:
+    """results.csv and results.md in ``out``, the tasks in ``TASKS`` order."""
     ordered = [rows[task] for task in TASKS if task in rows]
-    with csv_path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS)
-        writer.writeheader()
-        writer.writerows(ordered)
-    lines = ["| task | answer accuracy (%) | reader window (tokens) | epochs | every supporting fact in the trace (%): retrieval / retrieval + reader | supporting-fact recall (%): retrieval / retrieval + reader | hops |",
-             "|---|---|---|---|---|---|---|"]
+    common.write_csv(out / "results.csv", ordered, FIELDS)
 
     def percent(value) -> str:
         return "-" if value in ("", None) else f"{100 * float(value):.1f}"
 
-    for row in ordered:
-        acc = "not run" if row["accuracy"] == "" else percent(row["accuracy"])
-        lines.append(f"| {row['task']} | {acc} | {row['max_length']} | {row['epochs']} "
-                     f"| {percent(row['all_supporting_found'])} / {percent(row.get('reader_all_found'))} "
-                     f"| {percent(row['supporting_fact_recall'])} / {percent(row.get('reader_recall'))} | {row['hops']} |")
-    md_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    common.write_markdown(out / "results.md", common.markdown_table(
+        ["task", "answer accuracy (%)", "reader window (tokens)", "epochs",
+         "every supporting fact in the trace (%): retrieval / retrieval + reader",
+         "supporting-fact recall (%): retrieval / retrieval + reader", "hops"],
+        [[row["task"], "not run" if row["accuracy"] == "" else percent(row["accuracy"]), row["max_length"], row["epochs"],
+          f"{percent(row['all_supporting_found'])} / {percent(row.get('reader_all_found'))}",
+          f"{percent(row['supporting_fact_recall'])} / {percent(row.get('reader_recall'))}", row["hops"]]
+         for row in ordered],
+    ))
 
 
 if __name__ == "__main__":

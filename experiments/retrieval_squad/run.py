@@ -13,20 +13,20 @@ questions: no article shared) and then measured once on part 2. Four signals are
 Chunks are whole sentences up to 40 words. Dense embeddings (paragraphs, chunks, questions) are
 cached under ``--cache-dir`` by content; the first run encodes ~25k texts (15-25 min on 2 busy
 cores), later runs take a minute. Writes ``results.csv`` and ``results.md`` to ``--out``.
+``--smoke`` runs the same on the first paragraphs of each part with the tiny random encoder.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
-import os
 import sys
 import time
 from functools import partial
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # noqa: E402  (offline defaults, before instructrec is imported)
 
 import numpy as np  # noqa: E402
 
@@ -38,24 +38,30 @@ from instructrec.retrieval.chunked import ChunkedRetriever  # noqa: E402
 from instructrec.retrieval.dense import DenseRetriever  # noqa: E402
 from instructrec.retrieval.hybrid import HybridRetriever, fuse  # noqa: E402
 
+HERE = Path(__file__).resolve().parent
 KS = (1, 5, 20)
 CHUNK_WORDS = 40
 BM25_GRID = [(k1, b) for k1 in (0.9, 1.2, 1.5) for b in (0.75, 0.9)]
 WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)  # per signal, relative to paragraph BM25 at 1.0
 SIGNALS = ("bm25", "dense", "dense-chunks", "bm25-chunks")
+SMOKE_PARAGRAPHS = 30  # per part: more than the largest k
+FIELDS = ["method", "fusion", *(f"recall@{k}" for k in KS)]
 
 
-def split(part: int):
-    """(knowledge base, questions, gold passage position per question) of one part."""
+def split(part: int, paragraphs: int | None = None):
+    """(knowledge base, questions, gold passage position per question) of one part (of its first
+    ``paragraphs`` paragraphs and their questions, where given)."""
     path = data_root() / "squad_v1.1_dev" / f"dev-v1.1.part{part}.json"
     kb = KnowledgeBase.from_squad(path)
+    if paragraphs is not None:
+        kb = KnowledgeBase(list(kb)[:paragraphs])
     gold_of = {qid: i for i, p in enumerate(kb) for qid in p.meta["questions"]}
-    records = read_squad(path)
+    records = [r for r in read_squad(path) if r["id"] in gold_of]
     return kb, [r["question"] for r in records], np.array([gold_of[r["id"]] for r in records])
 
 
-def retrievers(kb: KnowledgeBase, cache_dir: str, k1: float, b: float) -> dict:
-    dense = partial(DenseRetriever, backbone="minilm-l6", cache_dir=cache_dir, cache_queries=True)
+def retrievers(kb: KnowledgeBase, cache_dir: str, k1: float, b: float, backbone: str = "minilm-l6") -> dict:
+    dense = partial(DenseRetriever, backbone=backbone, cache_dir=cache_dir, cache_queries=True)
     bm25 = partial(BM25Retriever, k1=k1, b=b)
     return {
         "bm25": bm25(kb),
@@ -82,14 +88,15 @@ def tune_weights(scores: dict, gold) -> tuple[float, ...]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache-dir", default=".cache/retrieval")
-    parser.add_argument("--out", default=str(Path(__file__).parent))
-    args = parser.parse_args(argv)
+    parser.add_argument("--cache-dir", default=None, help="dense embeddings (default: .cache/retrieval; with --smoke under --out)")
+    args = common.parse(parser, argv, HERE)
+    cache_dir = args.cache_dir or str(args.out / "cache" if args.smoke else ".cache/retrieval")
+    paragraphs, backbone = (SMOKE_PARAGRAPHS, common.SMOKE_BACKBONE) if args.smoke else (None, "minilm-l6")
     started = time.perf_counter()
 
-    kb1, questions1, gold1 = split(1)
+    kb1, questions1, gold1 = split(1, paragraphs)
     k1, b = tune_bm25(kb1, questions1, gold1)
-    tuning = {name: r.score_matrix(questions1) for name, r in retrievers(kb1, args.cache_dir, k1, b).items()}
+    tuning = {name: r.score_matrix(questions1) for name, r in retrievers(kb1, cache_dir, k1, b, backbone).items()}
     weights = tune_weights(tuning, gold1)
     (two_r1, how, w) = max(
         (recall_at(fuse([tuning["bm25"], tuning["dense"]], [1 - w, w], how), gold1, (1,))[1], how, w)
@@ -98,8 +105,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(f"tuned on part 1: BM25 k1={k1} b={b}; 2-signal {how} w={w:.2f}; 4-signal weights {weights}", file=sys.stderr)
 
-    kb, questions, gold = split(2)
-    built = retrievers(kb, args.cache_dir, k1, b)
+    kb, questions, gold = split(2, paragraphs)
+    built = retrievers(kb, cache_dir, k1, b, backbone)
     scores = {name: r.score_matrix(questions) for name, r in built.items()}
     default_bm25 = BM25Retriever(kb).score_matrix(questions)
     hybrid = HybridRetriever([built[s] for s in SIGNALS], weights, normalisation="zscore")
@@ -118,22 +125,18 @@ def main(argv: list[str] | None = None) -> None:
         ("**hybrid of all four, tuned on part 1**", "zscore, " + ":".join(f"{x:g}" for x in weights), final),
     ]
     results = [(name, fusion, recall_at(matrix, gold, KS)) for name, fusion, matrix in rows]
-    out = Path(args.out)
-    with open(out / "results.csv", "w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(["method", "fusion", *(f"recall@{k}" for k in KS)])
-        for name, fusion, recall in results:
-            writer.writerow([name.strip("*"), fusion, *(f"{recall[k]:.4f}" for k in KS)])
-    lines = [
+    common.write_csv(args.out / "results.csv", [
+        dict(zip(FIELDS, [name.strip("*"), fusion, *(f"{recall[k]:.4f}" for k in KS)])) for name, fusion, recall in results
+    ], FIELDS)
+    text = common.write_markdown(
+        args.out / "results.md",
         f"SQuAD v1.1 dev part 2: {len(kb)} paragraphs, {len(gold)} questions; every choice tuned on part 1 "
         f"(weights in the order {', '.join(SIGNALS)}). {time.perf_counter() - started:.0f} s.",
-        "",
-        "| method | fusion | R@1 | R@5 | R@20 |",
-        "|---|---|---:|---:|---:|",
-        *(f"| {name} | {fusion} | {r[1]:.3f} | {r[5]:.3f} | {r[20]:.3f} |" for name, fusion, r in results),
-    ]
-    (out / "results.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+        common.markdown_table(["method", "fusion", "R@1", "R@5", "R@20"],
+                              [[name, fusion, *(f"{r[k]:.3f}" for k in KS)] for name, fusion, r in results],
+                              align=["---", "---", "---:", "---:", "---:"]),
+    )
+    print(text, end="")
 
 
 if __name__ == "__main__":
