@@ -1,16 +1,21 @@
 """Teacher-logits cache: computed once, keyed by teacher + data + settings, equal to online."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
-from instructrec.distill import teacher_cache
+from instructrec.commands.cache_teacher import data_arguments
 from instructrec.commands.cache_teacher import main as cache_teacher_main
-from instructrec.distill.data import TeacherBatchCollator, TeacherLogitsDataModule
+from instructrec.commands.cache_teacher import parser as cache_teacher_parser
+from instructrec.distill import teacher_cache
+from instructrec.distill.data import TeacherBatchCollator, TeacherCacheOptions, TeacherLogitsDataModule
 from instructrec.distill.module import DistillationModule
 from instructrec.distill.teacher import load_teacher
 from instructrec.distill.teacher_cache import CACHE_LOSS_ATOL, CACHE_LOSS_RTOL
+from instructrec.errors import InputError
 
 from distill_helpers import save_classification_teacher, save_qa_teacher
 from helpers import write_classification
@@ -136,16 +141,41 @@ def test_qa_logits_are_cached_per_row_and_padded_back(tmp_path):
     assert torch.equal(from_cache["hard"], online["hard"])
 
 
-def test_cache_teacher_command(tmp_path, teachers, capsys):
+def fit_config(tmp_path, teacher, data_options: str = "") -> Path:
+    """A fit config as ``instructrec cache-teacher`` reads it: the teacher in the model section."""
     train = write_classification(tmp_path / "train.jsonl", [(f"text {i}", "positive") for i in range(6)])
     config = tmp_path / "run.yaml"
     config.write_text(
         "model:\n  class_path: instructrec.distill.DistillationModule\n  init_args:\n"
-        f"    teacher: {teachers[0]}\n    backbone: tiny-bert\n"
+        f"    teacher: {teacher}\n    backbone: tiny-bert\n    teacher_dtype: bfloat16\n"
         "data:\n  class_path: instructrec.distill.TeacherLogitsDataModule\n  init_args:\n"
-        f"    train: {train}\n    val_fraction: 0.0\n    cache_dir: {tmp_path / 'cache'}\n"
+        f"    train: {train}\n    val_fraction: 0.0\n    cache_dir: {tmp_path / 'cache'}\n{data_options}"
     )
+    return config
+
+
+def test_cache_teacher_command(tmp_path, teachers, capsys):
+    config = fit_config(tmp_path, teachers[0])
     assert cache_teacher_main([str(config), "--top-k", "1"]) == 0
     line = json.loads(capsys.readouterr().out.strip())
     assert line["split"] == "train" and line["rows"] == 6 and "teacher-train-" in line["folder"]
     assert cache_teacher_main([str(config), "--teacher", str(tmp_path / "missing")]) == 2
+
+
+def test_teacher_options_come_from_the_flags_then_the_data_then_the_model(tmp_path, teachers):
+    config = yaml.safe_load(fit_config(tmp_path, teachers[0], "    teacher_top_k: 3\n    teacher_batch_size: 5\n").read_text())
+    arguments, options = data_arguments(config, cache_teacher_parser().parse_args(["run.yaml", "--top-k", "2"]))
+    assert options == TeacherCacheOptions(teacher=str(teachers[0]), teacher_top_k=2, teacher_dtype="bfloat16",
+                                          teacher_splits=["train"], teacher_batch_size=5)
+    assert not any(key.startswith("teacher") for key in arguments) and arguments["tokenizer"] == "tiny-bert"
+
+
+def test_a_misspelt_teacher_option_is_refused_by_name(tmp_path, teachers, capsys):
+    with pytest.raises(InputError, match=r"unknown teacher option\(s\) \['teacher_topk'\]; .*'teacher_top_k'"):
+        TeacherCacheOptions.of({"teacher": "t.ckpt", "teacher_topk": 4})
+    with pytest.raises(InputError, match="teacher_top_k must be positive"):
+        TeacherCacheOptions.of({"teacher": "t.ckpt", "teacher_top_k": 0})
+    # In a fit config's data section: refused before any data is read or the teacher is run.
+    assert cache_teacher_main([str(fit_config(tmp_path, teachers[0], "    teacher_topk: 1\n"))]) == 2
+    assert "unknown teacher option(s) ['teacher_topk']" in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()

@@ -16,6 +16,7 @@ multi-task run.
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
@@ -24,25 +25,71 @@ from instructrec.batch import MODEL_COLUMNS
 from instructrec.data.datamodule import InstructionDataModule
 from instructrec.data.multitask import MultiTaskDataModule
 from instructrec.distill import teacher_cache
-from instructrec.distill.teacher import load_teacher
+from instructrec.distill.teacher import DTYPES, load_teacher
+from instructrec.errors import InputError
 
 log = logging.getLogger(__name__)
 
 CONTEXT_MASK = "context_mask"
 
 
+@dataclass
+class TeacherCacheOptions:
+    """How the teacher's logits are cached: the ``teacher*`` arguments of both data modules here
+    and the options of ``instructrec cache-teacher``, documented and checked in this one place.
+
+    The fields keep the flat names the configs use (``data.init_args.teacher_top_k``), so a YAML
+    file, a Python call and this class say the same; :meth:`of` refuses a misspelt one by name
+    before any data is read or any teacher loaded. (The data modules still list the fields, in
+    this order, in their signatures: LightningCLI reads a config's keys from there, and a nested
+    group would change every config.)
+    """
+
+    teacher: str | None = None
+    """The teacher: a transformers folder or a ``.ckpt`` of ours (see
+    :mod:`instructrec.distill.teacher`); None: no teacher columns, the data module behaves exactly
+    like its parent."""
+    teacher_top_k: int | None = None
+    """Cache only the ``K`` largest logits per row, with their indices (None: all); float16."""
+    teacher_dtype: str | None = None
+    """The teacher's weights while caching: ``float32`` (None), ``bfloat16`` or ``float16``."""
+    teacher_splits: list[str] | None = None
+    """Which splits carry teacher logits (None: ``train``; training reads them, evaluation runs
+    the teacher anyway to time it)."""
+    teacher_batch_size: int = 64
+    """Rows per teacher forward pass while caching."""
+    teacher_device: str | None = None
+    """Where the teacher runs while caching (None: ``cuda`` when available, else ``cpu``)."""
+
+    def __post_init__(self) -> None:
+        self.teacher_splits = list(self.teacher_splits if self.teacher_splits is not None else ["train"])
+        if self.teacher_top_k is not None and self.teacher_top_k <= 0:
+            raise InputError(f"teacher_top_k must be positive, got {self.teacher_top_k}")
+        if self.teacher_dtype is not None and self.teacher_dtype not in DTYPES:
+            raise InputError(f"teacher_dtype must be one of {sorted(DTYPES)}, got {self.teacher_dtype!r}")
+        if self.teacher_batch_size <= 0:
+            raise InputError(f"teacher_batch_size must be positive, got {self.teacher_batch_size}")
+
+    @classmethod
+    def of(cls, options: dict[str, Any]) -> "TeacherCacheOptions":
+        """``options`` (from a config's data section or the command line) as ``TeacherCacheOptions``;
+        a key that is not a field is refused with its name and the fields' names."""
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(options) - set(names))
+        if unknown:
+            raise InputError(f"unknown teacher option(s) {unknown}; the teacher cache takes {names}")
+        return cls(**options)
+
+    def device(self) -> str:
+        return self.teacher_device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
 class TeacherLogitsDataModule(InstructionDataModule):
     """:class:`InstructionDataModule` plus cached teacher logits.
 
     Args:
-        teacher: the teacher (a transformers folder or a ``.ckpt`` of ours; see
-            :mod:`instructrec.distill.teacher`); None behaves exactly like the parent.
-        teacher_top_k: cache only the ``K`` largest logits per row (None: all, float16).
-        teacher_dtype: the teacher's weights while caching (``float32``, ``bfloat16``, ``float16``).
-        teacher_splits: which splits carry teacher logits (training reads them; evaluation runs
-            the teacher anyway to time it).
-        teacher_batch_size: rows per teacher forward pass while caching.
-        teacher_device: where the teacher runs while caching (default ``cuda`` when available).
+        teacher, teacher_top_k, teacher_dtype, teacher_splits, teacher_batch_size, teacher_device:
+            :class:`TeacherCacheOptions` (flat, as configs give them); kept as ``teacher_options``.
         **kwargs: :class:`InstructionDataModule`'s arguments.
     """
 
@@ -53,17 +100,14 @@ class TeacherLogitsDataModule(InstructionDataModule):
         teacher_top_k: int | None = None,
         teacher_dtype: str | None = None,
         teacher_splits: list[str] | None = None,
-        teacher_batch_size: int = 64,
+        teacher_batch_size: int = TeacherCacheOptions.teacher_batch_size,
         teacher_device: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.teacher_source = teacher
-        self.teacher_top_k = teacher_top_k
-        self.teacher_dtype = teacher_dtype
-        self.teacher_splits = list(teacher_splits if teacher_splits is not None else ["train"])
-        self.teacher_batch_size = teacher_batch_size
-        self.teacher_device = teacher_device
+        self.teacher_options = TeacherCacheOptions(
+            teacher, teacher_top_k, teacher_dtype, teacher_splits, teacher_batch_size, teacher_device
+        )
         self.teacher_folders: dict[str, Any] = {}
 
     def prepare_data(self) -> None:
@@ -77,17 +121,17 @@ class TeacherLogitsDataModule(InstructionDataModule):
 
     def cache_teacher(self) -> dict:
         """``{split: teacher dataset}`` for the teacher splits present (computed once, then read)."""
-        splits = [s for s in self.teacher_splits if s in self._splits()]
-        if self.teacher_source is None or not splits:
+        options = self.teacher_options
+        splits = [s for s in options.teacher_splits if s in self._splits()]
+        if options.teacher is None or not splits:
             return {}
-        teacher = load_teacher(self.teacher_source, tasks=self.tasks, dtype=self.teacher_dtype)
-        device = self.teacher_device or ("cuda" if torch.cuda.is_available() else "cpu")
+        teacher = load_teacher(options.teacher, tasks=self.tasks, dtype=options.teacher_dtype)
         cached = {}
         for split in splits:
             dataset, _ = self.encoded(split)
             cached[split], self.teacher_folders[split] = teacher_cache.cache_teacher_outputs(
                 teacher, dataset, self.name, self.cache_dir, split=split,
-                top_k=self.teacher_top_k, batch_size=self.teacher_batch_size, device=device,
+                top_k=options.teacher_top_k, batch_size=options.teacher_batch_size, device=options.device(),
             )
         del teacher
         return cached
@@ -111,7 +155,7 @@ class MultiTaskTeacherLogitsDataModule(MultiTaskDataModule):
     Args:
         sources, **kwargs: :class:`MultiTaskDataModule`'s arguments.
         teacher, teacher_top_k, teacher_dtype, teacher_splits, teacher_batch_size, teacher_device:
-            :class:`TeacherLogitsDataModule`'s, the same for every source.
+            :class:`TeacherCacheOptions` (flat, as configs give them), the same for every source.
     """
 
     def __init__(
@@ -121,18 +165,17 @@ class MultiTaskTeacherLogitsDataModule(MultiTaskDataModule):
         teacher_top_k: int | None = None,
         teacher_dtype: str | None = None,
         teacher_splits: list[str] | None = None,
-        teacher_batch_size: int = 64,
+        teacher_batch_size: int = TeacherCacheOptions.teacher_batch_size,
         teacher_device: str | None = None,
         **kwargs: Any,
     ) -> None:
-        self.teacher_options = dict(
-            teacher=teacher, teacher_top_k=teacher_top_k, teacher_dtype=teacher_dtype, teacher_splits=teacher_splits,
-            teacher_batch_size=teacher_batch_size, teacher_device=teacher_device,
+        self.teacher_options = TeacherCacheOptions(
+            teacher, teacher_top_k, teacher_dtype, teacher_splits, teacher_batch_size, teacher_device
         )
         super().__init__(sources, **kwargs)
 
     def build_source(self, **options: Any) -> TeacherLogitsDataModule:
-        return TeacherLogitsDataModule(**options, **self.teacher_options)
+        return TeacherLogitsDataModule(**options, **asdict(self.teacher_options))
 
 
 def _context_mask(row: dict) -> dict:
