@@ -4,7 +4,8 @@ model card (``README.md``: family, backbone, tasks and labels, recorded metrics,
 * :class:`~instructrec.models.QAReasoningModule` (an extractive reader): a transformers
   ``AutoModelForQuestionAnswering`` folder; ``transformers.pipeline("question-answering",
   model=DIR)`` answers with it;
-* :class:`~instructrec.models.GenerationModule` (a causal language model): a transformers
+* :class:`~instructrec.models.GenerationModule` and a distilled causal LM
+  (:class:`~instructrec.distill.GenerationDistillationModule`'s student): a transformers
   ``AutoModelForCausalLM`` folder with its tokenizer (chat template included) and generation
   config, LoRA adapters merged into the weights; ``generate`` on it gives the module's answers;
 * :class:`~instructrec.models.MultiTaskModule` and a distilled student
@@ -72,7 +73,7 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path) -> Path:
     model = module_from_checkpoint(saved, str(checkpoint))
     family = type(model).__name__
     writers = {"MultiTaskModule": _export_heads, "DistillationModule": _export_student, "QAReasoningModule": _export_reader,
-               "GenerationModule": _export_causal_lm}
+               "GenerationModule": _export_causal_lm, "GenerationDistillationModule": _export_causal_lm}
     if family not in writers:  # pragma: no cover - load_module only builds registered families
         raise CheckpointError(f"holds a {family}, which export does not know", source=str(checkpoint))
     out = Path(output_dir)

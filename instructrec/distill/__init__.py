@@ -1,11 +1,18 @@
 """Knowledge distillation: a smaller student learns from a frozen teacher (see :mod:`.module`).
 
-``DistillationModule``, ``TeacherLogitsDataModule`` and ``MultiTaskTeacherLogitsDataModule`` are
-imported lazily so the losses and
+``DistillationModule``, ``TeacherLogitsDataModule``, ``MultiTaskTeacherLogitsDataModule`` and, for
+causal language models (:mod:`.generation`), ``GenerationDistillationModule`` and
+``SequenceKDDataModule`` are imported lazily so the losses and
 schedules load without Lightning's data stack.
 """
 
-__all__ = ["DistillationModule", "MultiTaskTeacherLogitsDataModule", "TeacherLogitsDataModule"]
+__all__ = [
+    "DistillationModule",
+    "GenerationDistillationModule",
+    "MultiTaskTeacherLogitsDataModule",
+    "SequenceKDDataModule",
+    "TeacherLogitsDataModule",
+]
 
 
 def __getattr__(name: str):
@@ -13,6 +20,14 @@ def __getattr__(name: str):
         from instructrec.distill.module import DistillationModule
 
         return DistillationModule
+    if name == "GenerationDistillationModule":
+        from instructrec.distill.generation import GenerationDistillationModule
+
+        return GenerationDistillationModule
+    if name == "SequenceKDDataModule":
+        from instructrec.distill.sequence_kd import SequenceKDDataModule
+
+        return SequenceKDDataModule
     if name in ("TeacherLogitsDataModule", "MultiTaskTeacherLogitsDataModule"):
         from instructrec.distill import data
 

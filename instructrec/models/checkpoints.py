@@ -27,6 +27,7 @@ _FAMILIES = {
     "QAReasoningModule": ("instructrec.models", "instructrec.models.qa_reasoning"),
     "DistillationModule": ("instructrec.distill", "instructrec.distill.module"),
     "GenerationModule": ("instructrec.models", "instructrec.models.generation"),
+    "GenerationDistillationModule": ("instructrec.distill", "instructrec.distill.generation"),
 }
 MODULE_CLASSES: dict[str, tuple[str, str]] = {
     f"{package}.{name}": (defining, name)
@@ -133,7 +134,9 @@ def module_from_checkpoint(saved: dict[str, Any], source: str, default_class: st
         arguments["pretrained"] = False
     try:
         model = cls(**arguments)
-        model.load_state_dict(saved["state_dict"])
+        state = {**saved, "state_dict": dict(saved["state_dict"])}
+        model.on_load_checkpoint(state)  # as Lightning's load_from_checkpoint: a module may add what it left out
+        model.load_state_dict(state["state_dict"])
     except (TypeError, KeyError, RuntimeError, ValueError) as error:  # arguments or tensors that do not fit the class
         detail = _torch_reason(error)
         raise CheckpointError(f"its weights or hyper-parameters do not fit {cls.__name__}: {detail}", source=source) from None
