@@ -83,3 +83,30 @@ def test_a_window_without_room_exits_2_with_a_message(tmp_path, checkpoint, caps
         main(["ask", "--kb", str(story), "--ckpt", str(checkpoint), "--max-length", "64", "--doc-stride", "64", "Where is Mary?"])
     assert exit.value.code == 2
     assert "doc_stride=64 must be less than max_length=64" in capsys.readouterr().err
+
+
+def test_generate_writes_the_answer_from_the_retrieved_passages(tmp_path, capsys):
+    """`--generate`: the same retrieval and trace; the answer is what the generation model writes
+    for the qa instruction of the question and the passages read, through its chat template."""
+    from instructrec.data.generative import prompt_ids
+    from instructrec.instructions import Instruction, render
+    from instructrec.models import GenerationModule
+    from instructrec.models.generation import DecodingOptions
+    from test_generation import sharpened
+
+    model = sharpened(GenerationModule({"qa": {"type": "qa"}}, decoding=DecodingOptions(max_new_tokens=5)))
+    path = tmp_path / "generator.ckpt"
+    hparams = {**dict(model.hparams), "_class_path": "instructrec.models.GenerationModule"}
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": hparams}, path)
+    kb = tmp_path / "kb.jsonl"
+    kb.write_text("".join(json.dumps(d) + "\n" for d in DOCUMENTS))
+    main(["ask", "--kb", str(kb), "--ckpt", str(path), "--generate", "--max-new-tokens", "5", "--passages", "2",
+          "--json", "Where is the milk?"])
+    record = json.loads(capsys.readouterr().out.strip())
+    assert [(s["hop"], s["passage_id"]) for s in record["trace"]] == [(1, "milk#0"), (2, "garden#0")]
+    assert record["passage_id"] == "milk#0" and record["score"] is None
+    context = " ".join(d["text"] for d in DOCUMENTS[:2])
+    prompt = render(Instruction("qa", "en", {"question": "Where is the milk?", "context": context}))
+    ids, _ = prompt_ids(model.tokenizer, prompt, 512)
+    expected = model.generate(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))[0]
+    assert record["answer"] == expected and expected

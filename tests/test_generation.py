@@ -66,6 +66,15 @@ def test_the_loss_reads_the_answer_tokens_only(tokenizer):
     assert tokenizer.decode(answer) == "Ein Hund.<|im_end|>"
 
 
+def test_the_answer_span_loss_equals_the_full_models_loss(tmp_path):
+    data = InstructionDataModule(train=str(write_translations(tmp_path / "t.jsonl")), tokenizer="tiny-llama",
+                                 cache_dir=str(tmp_path / "cache"))
+    model = sharpened(GenerationModule(TASKS))
+    batch = data.batch_from_texts([translation(s, t) for s, t in PAIRS[:3]] + [translation("No answer here.")])
+    full = model(batch["input_ids"], batch["attention_mask"], batch["labels"]).loss
+    assert float(model.lm_loss(batch)) == pytest.approx(float(full), rel=1e-5)
+
+
 def test_a_long_answer_is_cut_and_still_ends(tokenizer):
     encode = encode_generation(tokenizer, max_length=256, max_answer_length=5)
     row = encode({"prompt": ["p"], "answer": ["abcdefgh"], "example_id": ["a"], "references": [["abcdefgh"]]})

@@ -11,11 +11,18 @@ from instructrec.commands import command_parser
 
 def parser():
     parser = command_parser(
-        "ask", "Answer questions from a knowledge base with a QA reader checkpoint, with the trace of passages."
+        "ask", "Answer questions from a knowledge base with a QA reader checkpoint (or, with --generate, a "
+        "generation model), with the trace of passages."
     )
     parser.add_argument("questions", nargs="+", help="one or more questions")
     parser.add_argument("--kb", nargs="+", required=True, help="knowledge-base files: .jsonl documents, .json SQuAD-style, .txt bAbI")
-    parser.add_argument("--ckpt", required=True, help="a QAReasoningModule checkpoint (`instructrec fit` with configs/qa/*)")
+    parser.add_argument("--ckpt", required=True, help="a QAReasoningModule checkpoint (`instructrec fit` with configs/qa/*); "
+                        "with --generate a GenerationModule checkpoint or a causal-LM backbone (smollm2-135m-instruct, a folder)")
+    parser.add_argument("--generate", action="store_true",
+                        help="write the answer with a generation model from the passages read, instead of extracting a span")
+    parser.add_argument("--system-prompt", default=None,
+                        help="--generate: the chat template's system turn, as the model was trained with (default: the template's)")
+    parser.add_argument("--max-new-tokens", type=int, default=32, help="--generate: at most this many tokens per answer")
     parser.add_argument("--hops", type=int, default=2, help="retrieval rounds; each later one adds the selected passages to the query")
     parser.add_argument("--select", type=int, nargs="+", default=[1],
                         help="passages selected (and traced) per hop: one number for every hop, or one per hop (sets --hops)")
@@ -33,14 +40,20 @@ def parser():
 
 def main(argv: list[str]) -> int:
     """Prints each answer and its trace; returns 2 with a message for files or a checkpoint it cannot use."""
-    from instructrec.qa.ask import answer_record, build_pipeline
+    from instructrec.qa.ask import answer_record, build_generating_pipeline, build_pipeline
 
     args = parser().parse_args(argv)
     try:
-        pipeline = build_pipeline(
-            args.kb, args.ckpt, hops=args.hops, select=args.select, stories=args.stories, passages=args.passages,
-            max_words=args.max_words, max_length=args.max_length, doc_stride=args.doc_stride,
-        )
+        if args.generate:
+            pipeline = build_generating_pipeline(
+                args.kb, args.ckpt, hops=args.hops, select=args.select, passages=args.passages, max_words=args.max_words,
+                max_length=args.max_length, system_prompt=args.system_prompt, max_new_tokens=args.max_new_tokens,
+            )
+        else:
+            pipeline = build_pipeline(
+                args.kb, args.ckpt, hops=args.hops, select=args.select, stories=args.stories, passages=args.passages,
+                max_words=args.max_words, max_length=args.max_length, doc_stride=args.doc_stride,
+            )
         answers = pipeline(args.questions)
     except (OSError, ValueError, KeyError) as error:  # files, checkpoint, window sizes
         print(f"ask: error: {error}", file=sys.stderr)
@@ -59,8 +72,11 @@ def print_answers(answers) -> None:
 
     console = Console()
     for answer in answers:
-        score = "-" if answer.score is None else f"{answer.score:.2f}"
-        console.print(f"[bold]{answer.question}[/bold]\n  answer: {answer.text or '(none)'}  (span score {score}, read from {answer.passage_id})")
+        if answer.score is not None:
+            how = f"span score {answer.score:.2f}"
+        else:
+            how = "generated" if answer.text else "no span"
+        console.print(f"[bold]{answer.question}[/bold]\n  answer: {answer.text or '(none)'}  ({how}, read from {answer.passage_id})")
         table = Table(show_lines=False)
         for column in ("hop", "passage", "score", "text"):
             table.add_column(column, overflow="fold")

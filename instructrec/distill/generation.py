@@ -35,29 +35,7 @@ from torch import nn
 from instructrec.batch import IGNORE_LABEL, PROMPT_INPUTS
 from instructrec.distill.losses import SoftTargetKLLoss
 from instructrec.models.evaluation import TaskMetrics, count_parameters
-from instructrec.models.generation import DecodingOptions, GenerationModule
-
-
-def load_generation_teacher(source: str, tasks: dict | None = None) -> GenerationModule:
-    """A frozen GenerationModule (eval mode, no gradients, adapters merged) from a checkpoint or a
-    causal-LM backbone."""
-    from instructrec import backbones
-    from instructrec.errors import InputError
-    from instructrec.models.checkpoints import load_module
-    from instructrec.paths import resolve_path
-
-    path = resolve_path(source)
-    if path.is_file():
-        teacher = load_module(path)
-        if not isinstance(teacher, GenerationModule):
-            raise InputError(f"the teacher holds a {type(teacher).__name__}, not a GenerationModule", source=str(path))
-    elif backbones.is_causal_lm(source):
-        teacher = GenerationModule(tasks or {"generation": {"type": "generation"}}, backbone=source)
-    else:
-        raise InputError(f"teacher {source!r} is neither a GenerationModule checkpoint nor a causal language model")
-    teacher.model = teacher.merged_model()
-    teacher.requires_grad_(False)
-    return teacher.eval()
+from instructrec.models.generation import DecodingOptions, GenerationModule, answer_logits, load_generator
 
 
 def select_decoder_layers(model: nn.Module, layers: list[int]) -> nn.Module:
@@ -112,7 +90,8 @@ class GenerationDistillationModule(GenerationModule):
         weight_decay: float = 0.0,
         warmup_ratio: float = 0.0,
     ) -> None:
-        frozen = load_generation_teacher(teacher, tasks)
+        frozen = load_generator(teacher, tasks)
+        frozen.requires_grad_(False)
         tasks = tasks or frozen.tasks
         super().__init__(tasks, backbone=backbone, pretrained=False, decoding=decoding, learning_rate=learning_rate,
                          weight_decay=weight_decay, warmup_ratio=warmup_ratio)
@@ -138,16 +117,14 @@ class GenerationDistillationModule(GenerationModule):
 
     def distillation_losses(self, batch: dict) -> dict[str, torch.Tensor]:
         """The unweighted parts: ``soft`` (KL at the answer tokens, times T^2) and ``hard``."""
-        outputs = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        labels = batch["labels"][:, 1:]
-        answer = labels != IGNORE_LABEL  # position i predicts token i + 1
-        logits = outputs.logits[:, :-1]
+        logits, targets = answer_logits(self.model, batch)
+        answer = targets != IGNORE_LABEL
         parts = {}
         if self.hparams.hard_weight > 0:
-            parts["hard"] = nn.functional.cross_entropy(logits[answer].float(), labels[answer])
+            parts["hard"] = nn.functional.cross_entropy(logits[answer].float(), targets[answer])
         if self.hparams.soft_weight > 0:
             with torch.no_grad():
-                teacher = self.teacher.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+                teacher, _ = answer_logits(self.teacher.model, batch)
             parts["soft"] = self.soft_loss(logits[answer].float(), teacher[answer].float(), temperature=self.hparams.temperature)
         return parts
 

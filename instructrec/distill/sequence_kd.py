@@ -119,9 +119,9 @@ class SequenceKDDataModule(InstructionDataModule):
     def _generate(self, instructions: list[Instruction], ids: list[str]) -> dict[str, str]:
         from tqdm.auto import tqdm
 
-        from instructrec.distill.generation import load_generation_teacher
+        from instructrec.models.generation import load_generator
 
-        teacher = load_generation_teacher(self.teacher, self.tasks)
+        teacher = load_generator(self.teacher, self.tasks)
         device = torch.device(self.teacher_device or ("cuda" if torch.cuda.is_available() else "cpu"))
         teacher.to(device)
         examples = [Example(i, instruction, "<teacher>", n) for n, (i, instruction) in enumerate(zip(ids, instructions), 1)]

@@ -148,7 +148,10 @@ class GenerationModule(L.LightningModule):
         return self.model(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
 
     def lm_loss(self, batch: dict) -> torch.Tensor:
-        return self(batch["input_ids"], batch["attention_mask"], batch["labels"]).loss
+        """Cross-entropy on the answer tokens (the mean over them, as transformers' own loss)."""
+        logits, targets = answer_logits(self.model, batch)
+        keep = targets != IGNORE_LABEL
+        return torch.nn.functional.cross_entropy(logits[keep].float(), targets[keep])
 
     @torch.no_grad()
     def generate(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, decoding: DecodingOptions | None = None) -> list[str]:
@@ -245,6 +248,44 @@ class GenerationModule(L.LightningModule):
         import copy
 
         return copy.deepcopy(self.model).merge_and_unload()
+
+
+def load_generator(source: str, tasks: dict | None = None) -> GenerationModule:
+    """A GenerationModule in eval mode, adapters merged, from an ``instructrec fit`` checkpoint
+    (loaded with ``weights_only=True``) or a causal-LM backbone (a registered name or a folder, e.g.
+    an ``instructrec export``): a distillation teacher, or ``instructrec ask --generate``'s model."""
+    from instructrec.errors import InputError
+    from instructrec.models.checkpoints import load_module
+    from instructrec.paths import resolve_path
+
+    path = resolve_path(source)
+    if path.is_file():
+        model = load_module(path)
+        if not isinstance(model, GenerationModule):
+            raise InputError(f"holds a {type(model).__name__}, not a GenerationModule", source=str(path))
+    elif backbones.is_causal_lm(source):
+        model = GenerationModule(tasks or {"generation": {"type": "generation"}}, backbone=source)
+    else:
+        raise InputError(f"{source!r} is neither a GenerationModule checkpoint nor a causal language model",
+                         hint="give a .ckpt from `instructrec fit` with a GenerationModule, or smollm2-135m-instruct")
+    model.model = model.merged_model()
+    model.hparams.lora = None  # merged: the weights are plain now
+    return model.eval()
+
+
+def answer_logits(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits that predict answer tokens, and those tokens: ``(B, K, V)`` and ``(B, K)``
+    (``IGNORE_LABEL`` where a row has no answer token at that position).
+
+    Why not the model's own loss: it projects every position onto the vocabulary, prompt included;
+    with a 49k vocabulary that is a large share of a step. Only the span of positions that predict
+    some row's answer is projected (rows are right-padded, so the answers end the rows)."""
+    labels = batch["labels"]
+    answer = (labels[:, 1:] != IGNORE_LABEL).any(0).nonzero().flatten()  # position i predicts token i + 1
+    start, end = (int(answer[0]), int(answer[-1]) + 1) if len(answer) else (0, 1)
+    positions = torch.arange(start, end, device=labels.device)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=positions).logits
+    return logits, labels[:, start + 1 : end + 1]
 
 
 def cut_at_stop(text: str, stop_strings: list[str]) -> str:

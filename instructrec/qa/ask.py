@@ -82,6 +82,33 @@ def build_pipeline(
     )
 
 
+def build_generating_pipeline(
+    kb_files: list[str],
+    model: str,
+    *,
+    hops: int = 2,
+    select: list[int] = (1,),
+    passages: int = 3,
+    max_words: int = 100,
+    max_length: int = 512,
+    system_prompt: str | None = None,
+    max_new_tokens: int = 32,
+):
+    """A :class:`~instructrec.qa.pipeline.RetrieveAndGenerate` over the files' knowledge base with a
+    GenerationModule checkpoint or a causal-LM backbone (``instructrec ask --generate``)."""
+    from instructrec.models.generation import load_generator
+    from instructrec.qa.pipeline import RetrieveAndGenerate
+    from instructrec.retrieval.bm25 import BM25Retriever
+    from instructrec.retrieval.multihop import MultiHopRetriever
+
+    kb = load_knowledge_base(kb_files, max_words=max_words)
+    generator = load_generator(model, {"qa": {"type": "qa"}})
+    generator.decoding.max_new_tokens = max_new_tokens
+    select = list(select) if len(select) > 1 else list(select) * hops
+    retriever = MultiHopRetriever(BM25Retriever(kb), select=select, k=passages)
+    return RetrieveAndGenerate(retriever, generator, passages=passages, max_length=max_length, system_prompt=system_prompt)
+
+
 def answer_record(answer) -> dict:
     return {
         "question": answer.question,

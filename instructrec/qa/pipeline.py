@@ -9,6 +9,12 @@ told): the answer to a multi-hop question may depend on several of them at once 
 the football" after "John went to the hallway"), which a reader of one passage at a time cannot
 see. The answer keeps its span score, the passage it was read from and the retrieval trace (hop,
 passage id, text, score), so a user can see why it was given.
+
+:class:`RetrieveAndGenerate` retrieves the same way and lets a causal language model
+(:class:`~instructrec.models.GenerationModule`) write the answer from the selected passages: the
+question and the passages (joined, in retrieval order) become a qa instruction, rendered and put
+through the model's chat template as in training. Its answers have no span score; they keep the
+trace and name the first passage read.
 """
 
 from __future__ import annotations
@@ -145,3 +151,48 @@ class RetrieveAndRead:
                 starts.append(start[k, :length].float().cpu())
                 ends.append(end[k, :length].float().cpu())
         return starts, ends
+
+
+class RetrieveAndGenerate:
+    """Answers written by a generation model from the passages a multi-hop retriever selects.
+
+    Args:
+        retriever: selects and ranks passages, with a trace.
+        generator: a :class:`~instructrec.models.GenerationModule` (its ``generate`` and tokenizer).
+        passages: passages given to the model per question (the selected ones first).
+        max_length: prompt tokens (a longer prompt loses the end of its passages).
+        system_prompt: the chat template's system turn, as the model was trained with (None: the
+            template's default).
+        batch_size: questions per ``generate`` call.
+    """
+
+    def __init__(self, retriever: MultiHopRetriever, generator, *, passages: int = 3, max_length: int = 512,
+                 system_prompt: str | None = None, batch_size: int = 8):
+        self.retriever, self.generator = retriever, generator
+        self.passages, self.max_length, self.system_prompt, self.batch_size = passages, max_length, system_prompt, batch_size
+
+    def __call__(self, questions: list[str], **search) -> list[Answer]:
+        from instructrec.data.generative import CausalLMCollator, prompt_ids
+        from instructrec.instructions import Instruction, render
+
+        results = self.retriever.retrieve(questions, **search)
+        tokenizer = self.generator.tokenizer
+        collate = CausalLMCollator(tokenizer.pad_token_id)
+        answers = []
+        for first in range(0, len(results), self.batch_size):
+            chunk = results[first : first + self.batch_size]
+            rows = []
+            for result in chunk:
+                hits = result.passages(self.passages)
+                context = join_passages([h.passage.text for h in hits])[0] if hits else "(no passage found)"
+                instruction = Instruction("qa", "en", {"question": result.question, "context": context})
+                ids, _ = prompt_ids(tokenizer, render(instruction), self.max_length, self.system_prompt)
+                rows.append({"input_ids": ids, "labels": ids, "prompt_length": len(ids)})
+            batch = collate(rows)
+            device = self.generator.device
+            texts = self.generator.generate(batch["prompt_ids"].to(device), batch["prompt_mask"].to(device))
+            for result, text in zip(chunk, texts):
+                hits = result.passages(self.passages)
+                top = hits[0] if hits else None
+                answers.append(Answer(result.question, text, None, top.id if top else None, top.score if top else None, result.trace))
+        return answers
