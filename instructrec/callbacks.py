@@ -248,11 +248,58 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         os.replace(partial, path)
 
 
+class WandbRunId(Callback):
+    """Keeps the W&B run's id in every checkpoint (``checkpoint["wandb_run_id"]``), so that
+    ``fit --ckpt_path last`` continues the same W&B run (see :func:`continue_wandb_run`) instead of
+    starting a new one that holds only the resumed half."""
+
+    KEY = "wandb_run_id"
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        from lightning.pytorch.loggers import WandbLogger
+
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger) and logger.version:
+                checkpoint[self.KEY] = str(logger.version)
+
+
+def continue_wandb_run(trainer, ckpt_path: str | None) -> str | None:
+    """Before a resumed fit starts its W&B run: give the trainer's WandbLogger the id saved in the
+    checkpoint (``last`` is the newest ``last.ckpt`` of the checkpoint callbacks, as Lightning
+    picks it) and ``resume="allow"``. Returns the id, or None when there is nothing to continue."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+    if not ckpt_path or not loggers or loggers[0]._experiment is not None:
+        return None
+    if ckpt_path == "last":
+        found = {path for callback in trainer.checkpoint_callbacks for path in callback._find_last_checkpoints(trainer)}
+        found = [Path(path) for path in found if Path(path).is_file()]
+        if not found:
+            return None
+        path = max(found, key=lambda p: p.stat().st_mtime)
+    else:
+        path = Path(ckpt_path)
+        if not path.is_file():
+            return None
+    import torch
+
+    run_id = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get(WandbRunId.KEY)
+    if run_id:
+        logger = loggers[0]
+        logger._wandb_init.update(id=run_id, resume="allow")
+        logger._id = run_id
+    return run_id
+
+
 def make_resumable(trainer):
-    """What an exact resume needs from a trainer beside its data loaders: :class:`RandomStates`
-    and atomic checkpoint writes (unless the config chose a ``CheckpointIO`` of its own)."""
+    """What an exact resume needs from a trainer beside its data loaders: :class:`RandomStates`,
+    atomic checkpoint writes (unless the config chose a ``CheckpointIO`` of its own) and the W&B run
+    id in its checkpoints (:class:`WandbRunId`)."""
     if not any(isinstance(callback, RandomStates) for callback in trainer.callbacks):
         trainer.callbacks.append(RandomStates())
+    if not any(isinstance(callback, WandbRunId) for callback in trainer.callbacks):
+        trainer.callbacks.append(WandbRunId())
     if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
         trainer.strategy.checkpoint_io = AtomicCheckpointIO()
     return trainer

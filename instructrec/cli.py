@@ -66,6 +66,12 @@ def _cli_class():
 
             return make_resumable(super().instantiate_trainer(**kwargs))
 
+        def before_fit(self) -> None:
+            """A resumed fit continues its W&B run (the id is in the checkpoint)."""
+            from instructrec.callbacks import continue_wandb_run
+
+            continue_wandb_run(self.trainer, self.config[self.subcommand].get("ckpt_path"))
+
         def after_fit(self) -> None:
             options = self.config[self.subcommand]
             if options.get("test_after_fit"):
@@ -149,8 +155,9 @@ def check_ckpt_path(ckpt_path: str | None) -> None:
     read_checkpoint(ckpt_path, mmap=True)  # Lightning reads it again: only the hyper-parameters matter here
 
 
-def run_lightning(args: list[str] | None = None):
-    """LightningCLI over any instructrec model and data module, as configured."""
+def run_lightning(args: list[str] | None = None, trainer_defaults: dict | None = None):
+    """LightningCLI over any instructrec model and data module, as configured; ``trainer_defaults``
+    (e.g. ``{"callbacks": [...]}``, added to the config's) for callers such as ``instructrec tune``."""
     from lightning import LightningDataModule, LightningModule
 
     cli_class, save_callback = _cli_class()
@@ -163,6 +170,7 @@ def run_lightning(args: list[str] | None = None):
         save_config_kwargs={"overwrite": True},
         seed_everything_default=0,
         auto_configure_optimizers=False,
+        trainer_defaults=trainer_defaults or {},
         args=args,
     )
 

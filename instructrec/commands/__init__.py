@@ -19,15 +19,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cache-teacher": ("cache_teacher", "run a distillation teacher once and cache its logits"),
     "ask": ("ask", "answer questions from a knowledge base with a QA checkpoint, with the trace of passages"),
     "train-parser": ("train_parser", "train the learned instruction parser into the model cache (minutes on a CPU)"),
+    "tune": ("tune", "an Optuna search over config values, every trial a fit run; the best config as YAML"),
+    "ablate": ("ablate", "a base config's variants x seeds: CSV, a paper-style table (Markdown, LaTeX) and a plot"),
 }
 
 
-def command_parser(name: str, description: str):
-    """The parser every command starts from: ``instructrec NAME``, its description, ``--config``."""
+def command_parser(name: str, description: str, options_flag: str = "--config"):
+    """The parser every command starts from: ``instructrec NAME``, its description, and
+    ``options_flag`` (``--config``; ``tune``, whose ``--config`` is the base run config, says
+    ``--options``) reading any option from YAML."""
     from jsonargparse import ActionConfigFile, ArgumentParser
 
     parser = ArgumentParser(prog=f"instructrec {name}", description=description)
-    parser.add_argument("--config", action=ActionConfigFile, help="read options from a YAML file")
+    parser.add_argument(options_flag, action=ActionConfigFile, help="read options from a YAML file")
     return parser
 
 
