@@ -21,15 +21,16 @@ import argparse
 import csv
 import json
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
+
+from instructrec.studies.tables import markdown_table, mean_std  # noqa: E402,F401  (the scripts' tables)
 
 ROOT = Path(__file__).resolve().parents[1]
 # Smoke mode: at most this many examples per split (one or two batches each), one epoch.
@@ -126,21 +127,6 @@ def over_seeds(seeds: Iterable[int], configurations: Iterable[str], run_one: Cal
             save(rows)
             print(f"[experiment] done: {configuration} seed {seed}", flush=True)
     return rows
-
-
-def mean_std(values: Iterable, scale: float = 1.0, digits: int = 1) -> str:
-    """``mean ± std`` (sample std) of ``scale * value``; the mean alone for one value (no spread to show)."""
-    values = [scale * float(v) for v in values]
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
-
-
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]], align: Sequence[str] | None = None) -> str:
-    """A Markdown table; ``align`` holds a rule per column (default ``---``; ``---:`` right-aligns)."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align or ["---"] * len(header)) + "|"]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def write_markdown(path: Path, *blocks: str) -> str:

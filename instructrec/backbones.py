@@ -329,20 +329,14 @@ def load_tokenizer(name: str):
 
 def load_encoder(name: str, *, pretrained: bool = True):
     """The bare encoder (``AutoModel``): pretrained weights, or the same architecture at random."""
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoModel
 
     name = canonical(name)
     if is_causal_lm(name):
         raise BackboneError(
             f"backbone {name!r} is a causal language model: it generates (GenerationModule), it is not an encoder"
         )
-    spec = REGISTRY.get(name)
-    if spec is not None and spec.config is not None:
-        encoder = AutoModel.from_config(_registry_config(spec))
-    elif pretrained:
-        encoder = _from_pretrained(AutoModel, name)
-    else:
-        encoder = AutoModel.from_config(_from_pretrained(AutoConfig, name))
+    encoder = _build(AutoModel, name, pretrained)
     # Our heads read token states; an unused pooler would leave parameters without gradients,
     # which plain DDP rejects.
     if getattr(encoder, "pooler", None) is not None:
@@ -355,7 +349,7 @@ def load_encoder(name: str, *, pretrained: bool = True):
 def load_causal_lm(name: str, *, pretrained: bool = True):
     """A causal language model (``AutoModelForCausalLM``): pretrained weights, or the same
     architecture at random; in training mode (see :func:`load_encoder`)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
     name = canonical(name)
     if not is_causal_lm(name):
@@ -363,14 +357,7 @@ def load_causal_lm(name: str, *, pretrained: bool = True):
             f"backbone {name!r} is not a causal language model; registered ones: "
             + ", ".join(n for n, s in REGISTRY.items() if s.kind == CAUSAL_LM)
         )
-    spec = REGISTRY.get(name)
-    if spec is not None and spec.config is not None:
-        model = AutoModelForCausalLM.from_config(_registry_config(spec))
-    elif pretrained:
-        model = _from_pretrained(AutoModelForCausalLM, name)
-    else:
-        model = AutoModelForCausalLM.from_config(_from_pretrained(AutoConfig, name))
-    return model.train()
+    return _build(AutoModelForCausalLM, name, pretrained).train()
 
 
 def is_causal_lm(name: str) -> bool:
@@ -387,6 +374,19 @@ def is_causal_lm(name: str) -> bool:
         return False
     architectures = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("architectures") or []
     return any(str(a).endswith("ForCausalLM") for a in architectures)
+
+
+def _build(auto_class, name: str, pretrained: bool):
+    """``auto_class`` (``AutoModel``, ``AutoModelForCausalLM``) for a canonical name: a registered
+    config at random, the pretrained weights, or the folder's architecture at random."""
+    from transformers import AutoConfig
+
+    spec = REGISTRY.get(name)
+    if spec is not None and spec.config is not None:
+        return auto_class.from_config(_registry_config(spec))
+    if pretrained:
+        return _from_pretrained(auto_class, name)
+    return auto_class.from_config(_from_pretrained(AutoConfig, name))
 
 
 def _registry_config(spec: BackboneSpec):

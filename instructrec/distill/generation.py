@@ -34,7 +34,7 @@ from torch import nn
 
 from instructrec.batch import IGNORE_LABEL, PROMPT_INPUTS
 from instructrec.distill.losses import SoftTargetKLLoss
-from instructrec.models.evaluation import TaskMetrics, count_parameters
+from instructrec.models.evaluation import TaskMetrics, count_parameters, retention
 from instructrec.models.generation import DecodingOptions, GenerationModule, answer_logits, load_generator
 
 
@@ -202,16 +202,7 @@ class GenerationDistillationModule(GenerationModule):
             "teacher_seconds": sum(s for s, _ in self._timing["teacher"]),
         }
         report["param_ratio"] = report["student_params"] / report["teacher_params"]
-        main = []
-        for task, values in student.items():
-            for metric, value in values.items():
-                s, t = float(value), float(teacher[task][metric])
-                report[f"{task}/{metric}"] = s
-                report[f"teacher/{task}/{metric}"] = t
-                report[f"{task}/{metric}_retention"] = s / t if t else float("nan")
-            main.append(report[f"{task}/{self.generated[task].main_metric}_retention"])
-        if main:
-            report["retention"] = sum(main) / len(main)
+        report.update(retention(student, teacher, {task: self.generated[task].main_metric for task in student}))
         return report
 
     # -- checkpoints: the student only -----------------------------------------------------------

@@ -42,7 +42,6 @@ from typing import Any, Union
 
 import lightning as L
 import torch
-from torch import nn
 
 from instructrec import backbones
 from instructrec.distill import student as students
@@ -57,7 +56,7 @@ from instructrec.distill.losses import (
 from instructrec.distill.outputs import ModelOutputs, cached_logits
 from instructrec.distill.schedules import build_schedule
 from instructrec.distill.teacher import load_teacher
-from instructrec.models.evaluation import TaskMetrics, count_parameters, task_of
+from instructrec.models.evaluation import TaskMetrics, count_parameters, log_stage_metrics, retention, task_of
 from instructrec.models.optim import adamw_with_warmup
 
 PARTS = ("soft", "hard", "hidden", "attention")
@@ -252,13 +251,7 @@ class DistillationModule(L.LightningModule):
         self.val_metrics.update(task, head, outputs, batch)
 
     def on_validation_epoch_end(self) -> None:
-        values = self.val_metrics.compute()
-        for task, metrics in values.items():
-            for metric, value in metrics.items():
-                self.log(f"val/{task}/{metric}", value, prog_bar=len(self.tasks) == 1)
-        score = self.val_metrics.score(values)
-        if score is not None:
-            self.log("val/score", score, prog_bar=True)
+        log_stage_metrics(self, "val", self.val_metrics)
 
     def on_test_epoch_start(self) -> None:
         self._latency = {"student": [], "teacher": []}
@@ -309,16 +302,7 @@ class DistillationModule(L.LightningModule):
             "speedup": latency["teacher"] / latency["student"] if latency["student"] else float("nan"),
             "latency_batches": len(self._latency["student"]),
         }
-        main = []
-        for task in student:
-            for metric, value in student[task].items():
-                s, t = float(value), float(teacher[task][metric])
-                report[f"{task}/{metric}"] = s
-                report[f"teacher/{task}/{metric}"] = t
-                report[f"{task}/{metric}_retention"] = s / t if t else float("nan")
-            main.append(report[f"{task}/{self.student.heads[task].main_metric}_retention"])
-        if main:
-            report["retention"] = sum(main) / len(main)
+        report.update(retention(student, teacher, {task: self.student.heads[task].main_metric for task in student}))
         return report
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> list[dict]:

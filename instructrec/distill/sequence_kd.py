@@ -17,7 +17,6 @@ import logging
 import os
 import tempfile
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import torch

@@ -49,6 +49,39 @@ class TaskMetrics(nn.Module):
         return torch.stack(main).float().mean() if main else None
 
 
+def log_stage_metrics(module, stage: str, metrics: TaskMetrics) -> dict[str, dict[str, torch.Tensor]]:
+    """Log each evaluated task's metrics as ``<stage>/<task>/<metric>`` (synced across ranks by
+    torchmetrics) and their ``<stage>/score``; the values. On the progress bar: a single task's
+    validation metrics, and the validation score."""
+    values = metrics.compute()
+    single = len(metrics.collections) == 1
+    for name, task_values in values.items():
+        for metric, value in task_values.items():
+            module.log(f"{stage}/{name}/{metric}", value, prog_bar=stage == "val" and single)
+    score = metrics.score(values)
+    if score is not None:
+        module.log(f"{stage}/score", score, prog_bar=stage == "val")
+    return values
+
+
+def retention(student: dict, teacher: dict, main_metric: dict[str, str]) -> dict[str, float]:
+    """A distillation report's metrics: each task's ``<task>/<metric>`` for the student,
+    ``teacher/<task>/<metric>``, their ratio ``<task>/<metric>_retention``, and ``retention``, the
+    mean over tasks of their main metric's ratio."""
+    report: dict[str, float] = {}
+    main = []
+    for task, values in student.items():
+        for metric, value in values.items():
+            s, t = float(value), float(teacher[task][metric])
+            report[f"{task}/{metric}"] = s
+            report[f"teacher/{task}/{metric}"] = t
+            report[f"{task}/{metric}_retention"] = s / t if t else float("nan")
+        main.append(report[f"{task}/{main_metric[task]}_retention"])
+    if main:
+        report["retention"] = sum(main) / len(main)
+    return report
+
+
 def task_of(batch_task: str | None, tasks: Iterable[str]) -> str:
     """The task a batch belongs to: its ``batch["task"]``, or the model's only task."""
     names = list(tasks)

@@ -25,7 +25,7 @@ import torch
 
 from instructrec import backbones
 from instructrec.batch import IGNORE_LABEL, PROMPT_INPUTS
-from instructrec.models.evaluation import TaskMetrics, task_of
+from instructrec.models.evaluation import TaskMetrics, log_stage_metrics, task_of
 from instructrec.models.optim import adamw_with_warmup
 from instructrec.models.text_metrics import GeneratedTask
 
@@ -208,13 +208,7 @@ class GenerationModule(L.LightningModule):
         self._log_metrics("test", self.test_metrics)
 
     def _log_metrics(self, stage: str, metrics: TaskMetrics) -> None:
-        values = metrics.compute()
-        for name, task_values in values.items():
-            for metric, value in task_values.items():
-                self.log(f"{stage}/{name}/{metric}", value, prog_bar=stage == "val" and len(self.task_names) == 1)
-        score = metrics.score(values)
-        if score is not None:
-            self.log(f"{stage}/score", score, prog_bar=stage == "val")
+        log_stage_metrics(self, stage, metrics)
         self._write_generations(stage)
 
     def _write_generations(self, stage: str) -> None:

@@ -27,7 +27,7 @@ from torch import nn
 
 from instructrec import backbones
 from instructrec.batch import encoder_inputs
-from instructrec.models.evaluation import TaskMetrics, task_of
+from instructrec.models.evaluation import TaskMetrics, log_stage_metrics, task_of
 from instructrec.models.heads import TaskHead, build_head
 from instructrec.models.optim import adamw_with_warmup
 from instructrec.models.weighting import DynamicWeightAveraging, build_weighting
@@ -164,14 +164,7 @@ class MultiTaskModule(L.LightningModule):
         self._log_metrics("test", self.test_metrics)
 
     def _log_metrics(self, stage: str, metrics: TaskMetrics) -> None:
-        """Each evaluated task's metrics (synced across ranks by torchmetrics), and their score."""
-        values = metrics.compute()
-        for name, task_values in values.items():
-            for metric, value in task_values.items():
-                self.log(f"{stage}/{name}/{metric}", value, prog_bar=stage == "val" and len(self.task_names) == 1)
-        score = metrics.score(values)
-        if score is not None:
-            self.log(f"{stage}/score", score, prog_bar=stage == "val")
+        log_stage_metrics(self, stage, metrics)
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> list[dict]:
         """Per example: the head's prediction (classification: the option and its probabilities)."""

@@ -21,17 +21,14 @@ and only then is its checkpoint scored on the test split.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from instructrec.errors import InputError
 from instructrec.studies.runs import RunSpec, apply_overrides, read_yaml, run
 
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "hyperband", "none")
-FINISHED = ("COMPLETE", "PRUNED")
 
 
 @dataclass(frozen=True)
@@ -178,7 +175,6 @@ class Tuner:
         processes and retries them. A trial that starts when the budget is already taken by
         earlier trials (another process asked at the same moment) gives way: it is failed with
         ``over_budget`` set, before any work."""
-        import optuna
         from optuna.study import MaxTrialsCallback
         from optuna.trial import TrialState
 
