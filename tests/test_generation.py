@@ -214,3 +214,14 @@ def test_a_tiny_fit_writes_generations_and_exports_a_causal_lm(tmp_path):
                                do_sample=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
     assert [t.strip() for t in tokenizer.batch_decode(theirs[:, batch["prompt_ids"].shape[1]:], skip_special_tokens=True)] == ours
     assert backbones.is_causal_lm(str(out))
+
+    questions = write_translations(tmp_path / "predict.jsonl", [(s, None) for s, _ in PAIRS])
+    main(["predict", "--model", "instructrec.models.GenerationModule", "--model.init_args.backbone", "tiny-llama",
+          "--data", "instructrec.data.InstructionDataModule", "--data.init_args.predict", str(questions),
+          "--data.init_args.cache_dir", str(tmp_path / "cache"), "--ckpt_path", str(checkpoint),
+          "--trainer.callbacks+=instructrec.callbacks.JsonlPredictionWriter",
+          "--trainer.callbacks.output_dir", str(tmp_path / "predicted"), "--trainer.logger", "false",
+          "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(root)])
+    rows = [json.loads(line) for line in (tmp_path / "predicted" / "predictions.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["prompt"], r["prediction"]) for r in rows] == [
+        (f"predict-{n}", translation(s), o) for n, ((s, _), o) in enumerate(zip(PAIRS, ours), start=1)]
