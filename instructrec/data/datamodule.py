@@ -139,6 +139,15 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
         self._reported: set[Path] = set()
         self._records: dict[str, list[dict]] = {}
 
+    @classmethod
+    def for_inputs(cls, tokenizer: str, task: str, label_names: list[str] | None = None, **options: Any) -> "InstructionDataModule":
+        """A data module without files that encodes raw instructions of one ``task`` (and, for
+        classification, label set) with :meth:`batch_from_texts`, exactly as files of them would
+        be encoded: for a model served or queried outside training (``instructrec serve``)."""
+        data = cls(tokenizer=tokenizer, **options)
+        data.__dict__["reference"] = {"task": task, "label_names": list(label_names) if label_names else None}
+        return data
+
     # -- what the model needs to know ---------------------------------------------------------
 
     @cached_property

@@ -52,7 +52,8 @@ def build_pipeline(
     doc_stride: int = 128,
 ):
     """A :class:`~instructrec.qa.pipeline.RetrieveAndRead` over the files' knowledge base with the
-    checkpoint's reader (the options are ``instructrec ask``'s; see its ``--help``)."""
+    checkpoint's reader (the options are ``instructrec ask``'s; see its ``--help``); without files,
+    a reader of the contexts it is given (its ``read``)."""
     from instructrec import backbones
     from instructrec.models.checkpoints import load_module
     from instructrec.qa.pipeline import RetrieveAndRead
@@ -60,15 +61,16 @@ def build_pipeline(
     from instructrec.retrieval.multihop import MultiHopRetriever
     from instructrec.retrieval.stories import latest_fact_retriever
 
-    kb = load_knowledge_base(kb_files, max_words=max_words)
     reader = load_module(ckpt, default_class=READER_CLASS).eval()
     if not hasattr(reader, "head") or not hasattr(reader.hparams, "max_answer_length"):
         raise ValueError(f"{ckpt} is not an extractive QA reader checkpoint ({type(reader).__name__})")
     select = list(select) if len(select) > 1 else list(select) * hops  # passages per hop
-    if stories:
-        retriever = latest_fact_retriever(kb, select)
+    if not kb_files:  # a reader of given contexts only (RetrieveAndRead.read)
+        retriever = None
+    elif stories:
+        retriever = latest_fact_retriever(load_knowledge_base(kb_files, max_words=max_words), select)
     else:
-        retriever = MultiHopRetriever(BM25Retriever(kb), select=select, k=passages)
+        retriever = MultiHopRetriever(BM25Retriever(load_knowledge_base(kb_files, max_words=max_words)), select=select, k=passages)
     return RetrieveAndRead(
         retriever,
         reader,

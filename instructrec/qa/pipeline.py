@@ -81,6 +81,14 @@ class RetrieveAndRead:
             return [self._read_chain(r.question, sorted(r.selected, key=lambda h: h.index), r.trace) for r in results]
         return [self._read(r.question, r.passages(self.passages), r.trace) for r in results]
 
+    def read(self, question: str, context: str) -> Answer:
+        """The best span of one given context (no retrieval, no trace)."""
+        (prediction,) = self._spans(question, [context])
+        best = prediction.nbest[0] if prediction.nbest else None
+        if best is None or not best.text:
+            return Answer(question, "", None, None, None)
+        return Answer(question, best.text, best.score, None, None, [], [("<context>", c) for c in prediction.nbest])
+
     def _read(self, question: str, hits: list[Hit], trace: list[TraceStep]) -> Answer:
         if not hits:
             return Answer(question, "", None, None, None, trace)
