@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-parser": ("train_parser", "train the learned instruction parser into the model cache (minutes on a CPU)"),
     "tune": ("tune", "an Optuna search over config values, every trial a fit run; the best config as YAML"),
     "serve": ("serve", "a checkpoint behind an HTTP endpoint (LitServe): raw instructions in, JSON answers out"),
+    "monitor": ("monitor", "topic x sentiment shares per window of a text stream, with alerts when a topic turns negative"),
     "ablate": ("ablate", "a base config's variants x seeds: CSV, a paper-style table (Markdown, LaTeX) and a plot"),
 }
 
