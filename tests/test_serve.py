@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -61,8 +62,10 @@ def server(tmp_path):
     def start(*args: str) -> str:
         port = free_port()
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+        # its own process group: LitServe's worker processes outlive a terminated server otherwise
         process = subprocess.Popen([sys.executable, "-m", "instructrec.cli", "serve", *args, "--port", str(port)],
-                                   cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                   cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   start_new_session=True)
         processes.append(process)
         url = f"http://127.0.0.1:{port}"
         deadline = time.time() + 120
@@ -79,11 +82,20 @@ def server(tmp_path):
 
     yield start
     for process in processes:
-        process.terminate()
+        stop_group(process)
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """Stop a server and every process it started (its session's group)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
+            os.killpg(process.pid, sig)
             process.wait(timeout=20)
+            return
+        except ProcessLookupError:
+            return
         except subprocess.TimeoutExpired:
-            process.kill()
+            continue
 
 
 def review(text: str, options=LABELS) -> str:

@@ -136,7 +136,11 @@ def test_two_tune_processes_share_one_study_without_duplicated_or_lost_trials(tm
     first = _tune_process(tmp_path, base, space, 4)
     time.sleep(3)  # the first creates the study's tables
     second = _tune_process(tmp_path, base, space, 4)
-    outputs = [p.communicate(timeout=600)[0] for p in (first, second)]
+    try:
+        outputs = [p.communicate(timeout=600)[0] for p in (first, second)]
+    finally:
+        for process in (first, second):
+            process.kill()
     assert first.returncode == 0 and second.returncode == 0, outputs
     states = _states(tmp_path)
     assert states.count("COMPLETE") == 4, (states, outputs)
@@ -159,7 +163,10 @@ def test_a_killed_study_resumes_and_finishes_its_trials(tmp_path):
     assert "COMPLETE" in before and before.count("COMPLETE") < 3
     time.sleep(2.5)  # past the grace period: the killed trial's heartbeat is stale
     resumed = _tune_process(tmp_path, base, space, 3, "--heartbeat-interval", "1")
-    output = resumed.communicate(timeout=600)[0]
+    try:
+        output = resumed.communicate(timeout=600)[0]
+    finally:
+        resumed.kill()
     assert resumed.returncode == 0, output
     after = _states(tmp_path)
     assert after.count("COMPLETE") == 3, (before, after)

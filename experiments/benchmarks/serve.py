@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -84,7 +85,7 @@ def main(argv=None) -> None:
         port = sock.getsockname()[1]
     server = subprocess.Popen([sys.executable, "-m", "instructrec.cli", "serve", checkpoint, "--port", str(port),
                                "--max-batch-size", str(args.max_batch_size)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(240):
@@ -105,8 +106,8 @@ def main(argv=None) -> None:
             p50 = 1000 * statistics.median(latencies)
             p95 = 1000 * latencies[int(0.95 * (len(latencies) - 1))]
             print(f"{clients:>8} {rate:>11.1f} {p50:>8.1f} {p95:>8.1f} {rate / direct:>13.2f}x")
-    finally:
-        server.terminate()
+    finally:  # the whole group: LitServe's workers outlive a terminated server otherwise
+        os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
 
 
