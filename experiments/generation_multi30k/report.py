@@ -60,6 +60,18 @@ def main(argv=None) -> None:
     if samples:
         blocks.append(common.markdown_table(["source", "generated", "reference"],
                                             [[s["prompt"].split(": ", 1)[1], s["prediction"], s["references"][0]] for s in samples]))
+    distilled = HERE / "distillation_report.json"  # copied from the distillation run's folder
+    if distilled.is_file():
+        d = json.loads(distilled.read_text(encoding="utf-8"))
+        blocks.append("Distillation (configs/distill/generation_multi30k_half.yaml, 120 steps = 960 pairs, word-level KD; "
+                      "test on 200 test2016 sentences chosen by a seeded id hash, both models on the same batches of 8):\n\n"
+                      + common.markdown_table(
+                          ["model", "layers", "parameters", "BLEU", "chrF", "new tokens/s"],
+                          [["teacher", d["teacher_layers"], f"{d['teacher_params']:,}", f"{d['teacher/translation_en_de/bleu']:.2f}",
+                            f"{d['teacher/translation_en_de/chrf']:.2f}", f"{d['teacher_tokens_per_s']:.1f}"],
+                           ["student", d["student_layers"], f"{d['student_params']:,}", f"{d['translation_en_de/bleu']:.2f}",
+                            f"{d['translation_en_de/chrf']:.2f}", f"{d['student_tokens_per_s']:.1f}"]])
+                      + f"\n\nRetention (BLEU) {100 * d['retention']:.1f}%, speed-up {d['speedup']:.2f}x.")
     bench = HERE.parent / "benchmarks" / "generation_batching.txt"
     if bench.is_file():
         blocks.append("Batched generation (experiments/benchmarks/generation_batching.txt):\n\n```text\n"
