@@ -24,13 +24,14 @@ tasks and labels, the version) are LitServe's routes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import litserve as ls
 from fastapi import HTTPException
 
 from instructrec.errors import InputError
+from instructrec.instructions import Instruction
 
 
 @dataclass
@@ -40,7 +41,11 @@ class Request:
     text: str
     task: str
     kind: str  # classification | qa | generation
-    fields: dict = field(default_factory=dict)
+    instruction: Instruction
+
+    @property
+    def fields(self) -> dict:
+        return self.instruction.fields
 
 
 def load_served(source: str):
@@ -129,13 +134,13 @@ class InstructionAPI(ls.LitAPI):
         except InstructionError as error:
             raise HTTPException(400, {"error": error.reason, "offset": error.offset}) from None
         if self.family == "generation":
-            return Request(text, next(iter(self.tasks)), "generation", instruction.fields)
+            return Request(text, next(iter(self.tasks)), "generation", instruction)
         if self.family == "qa":
             if instruction.task != "qa":
                 raise self._refuse(f"this server answers questions; the instruction is a {instruction.task} instruction")
             if "context" not in instruction.fields and self.pipeline.retriever is None:
                 raise self._refuse("the question has no context, and this server has no knowledge base (--kb)")
-            return Request(text, "qa", "qa", instruction.fields)
+            return Request(text, "qa", "qa", instruction)
         if instruction.task != "classification":
             raise self._refuse(f"this server classifies; the instruction is a {instruction.task} instruction")
         options = set(instruction.fields["options"])
@@ -143,7 +148,7 @@ class InstructionAPI(ls.LitAPI):
         if task is None:
             known = {name: spec.get("labels") for name, spec in self.tasks.items()}
             raise self._refuse(f"no task of this model has the options {sorted(options)}; its tasks: {known}")
-        return Request(text, task, "classification", instruction.fields)
+        return Request(text, task, "classification", instruction)
 
     @staticmethod
     def _refuse(reason: str) -> HTTPException:
@@ -193,16 +198,11 @@ class InstructionAPI(ls.LitAPI):
         return answers
 
     def _generation(self, requests: list[Request]) -> list[dict]:
-        from instructrec.data.generative import CausalLMCollator, prompt_ids
-        from instructrec.instructions import parse_instruction, render
+        from instructrec.data.generative import prompt_batch
+        from instructrec.instructions import render
 
-        tokenizer = self.model.tokenizer
-        rows = []
-        for request in requests:
-            prompt = render(parse_instruction(request.text).without_answer())
-            ids, _ = prompt_ids(tokenizer, prompt, self.max_length, self.system_prompt)
-            rows.append({"input_ids": ids, "labels": ids, "prompt_length": len(ids)})
-        batch = CausalLMCollator(tokenizer.pad_token_id)(rows)
+        prompts = [render(request.instruction.without_answer()) for request in requests]  # parsed once, in decode_request
+        batch = prompt_batch(self.model.tokenizer, prompts, self.max_length, self.system_prompt)
         device = self.model.device
         texts = self.model.generate(batch["prompt_ids"].to(device), batch["prompt_mask"].to(device))
         return [{"task": r.task, "answer": text} for r, text in zip(requests, texts)]

@@ -80,6 +80,17 @@ def prompt_ids(tokenizer, prompt: str, max_length: int, system_prompt: str | Non
     raise InstructionError(f"max_length {max_length} leaves no room for the prompt after the chat template ({overhead} tokens)")
 
 
+def prompt_batch(tokenizer, prompts: list[str], max_length: int, system_prompt: str | None = None) -> dict:
+    """Rendered instructions as one left-padded ``prompt_ids``/``prompt_mask`` batch for
+    ``generate``, encoded as the data module encodes prediction input (outside a data module:
+    ``ask --generate``, ``serve``)."""
+    rows = []
+    for prompt in prompts:
+        ids, _ = prompt_ids(tokenizer, prompt, max_length, system_prompt)
+        rows.append({"input_ids": ids, "labels": ids, "prompt_length": len(ids)})
+    return CausalLMCollator(tokenizer.pad_token_id)(rows)
+
+
 def encode_generation(
     tokenizer, max_length: int, max_answer_length: int, system_prompt: str | None = None
 ) -> Callable[[dict], dict]:

@@ -180,27 +180,22 @@ class RetrieveAndGenerate:
         self.passages, self.max_length, self.system_prompt, self.batch_size = passages, max_length, system_prompt, batch_size
 
     def __call__(self, questions: list[str], **search) -> list[Answer]:
-        from instructrec.data.generative import CausalLMCollator, prompt_ids
+        from instructrec.data.generative import prompt_batch
         from instructrec.instructions import Instruction, render
 
         results = self.retriever.retrieve(questions, **search)
-        tokenizer = self.generator.tokenizer
-        collate = CausalLMCollator(tokenizer.pad_token_id)
         answers = []
         for first in range(0, len(results), self.batch_size):
             chunk = results[first : first + self.batch_size]
-            rows = []
-            for result in chunk:
-                hits = result.passages(self.passages)
+            read = [result.passages(self.passages) for result in chunk]
+            prompts = []
+            for result, hits in zip(chunk, read):
                 context = join_passages([h.passage.text for h in hits])[0] if hits else "(no passage found)"
-                instruction = Instruction("qa", "en", {"question": result.question, "context": context})
-                ids, _ = prompt_ids(tokenizer, render(instruction), self.max_length, self.system_prompt)
-                rows.append({"input_ids": ids, "labels": ids, "prompt_length": len(ids)})
-            batch = collate(rows)
+                prompts.append(render(Instruction("qa", "en", {"question": result.question, "context": context})))
+            batch = prompt_batch(self.generator.tokenizer, prompts, self.max_length, self.system_prompt)
             device = self.generator.device
             texts = self.generator.generate(batch["prompt_ids"].to(device), batch["prompt_mask"].to(device))
-            for result, text in zip(chunk, texts):
-                hits = result.passages(self.passages)
+            for result, hits, text in zip(chunk, read, texts):
                 top = hits[0] if hits else None
                 answers.append(Answer(result.question, text, None, top.id if top else None, top.score if top else None, result.trace))
         return answers
