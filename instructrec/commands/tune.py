@@ -45,9 +45,10 @@ def main(argv: list[str]) -> int:
     tuner.optimize(progress=not args.no_progress)
     best = tuner.study.best_trial
     print(f"best trial {best.number}: {tuner.monitor} = {best.value:.6g} with {best.params}")
-    print(f"best config: {tuner.best_config()}  (instructrec fit --config it)")
+    config = tuner.best_config()
+    print(f"best config: {config}  (instructrec fit --config it)")
     print(f"trials: {tuner.write_trials()}")
     if args.test:
-        metrics = tuner.test_best()
+        metrics = tuner.test_best(config)
         print("test of the best trial: " + ", ".join(f"{k} = {v:.4f}" for k, v in sorted(metrics.items())))
     return 0

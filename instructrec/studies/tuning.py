@@ -255,13 +255,14 @@ class Tuner:
                                  *(trial.params.get(k, "") for k in keys), trial.user_attrs.get("root", "")])
         return path
 
-    def test_best(self) -> dict[str, float]:
-        """The best trial's checkpoint on the test split (after the search: never tuned on it)."""
+    def test_best(self, config: Path | None = None) -> dict[str, float]:
+        """The best trial's checkpoint on the test split (after the search: never tuned on it),
+        run with ``config`` (the :meth:`best_config` already written; written here when None)."""
         best = self.study.best_trial
         checkpoint = best.user_attrs.get("checkpoint")
         if not checkpoint:
             raise InputError(f"the best trial ({best.number}) left no checkpoint to test")
-        spec = RunSpec(str(self.best_config()), self.out / "best-test", command="test",
+        spec = RunSpec(str(config or self.best_config()), self.out / "best-test", command="test",
                        overrides={"ckpt_path": checkpoint})
         metrics = {k: v for k, v in run(spec).items() if k.startswith("test/")}
         (self.out / "best-test.json").write_text(json.dumps({"trial": best.number, "checkpoint": checkpoint, **metrics},
