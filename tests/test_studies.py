@@ -93,13 +93,15 @@ def test_a_tune_study_prunes_writes_a_best_config_that_fits_and_tests_it(tmp_pat
     base = tiny_config(tmp_path, epochs=3)
     space = write_space(tmp_path, {"model.init_args.learning_rate": {"type": "float", "low": 1e-9, "high": 1e-2, "log": True}})
     tuner = Tuner(str(base), str(space), 3, tmp_path / "study", study_name="tiny", pruner="median")
-    for rate in (3e-3, 2e-3, 1e-9):  # the third barely moves: worse than the median at its first epoch
+    for rate in (3e-3, 2e-3, 1e-9):  # the third barely moves: worse than the median at an epoch
         tuner.study.enqueue_trial({"model.init_args.learning_rate": rate})
     tuner.optimize(progress=False)
     states = [t.state.name for t in tuner.study.trials]
     assert states[:2] == ["COMPLETE", "COMPLETE"] and states[2] == "PRUNED"
     rows = list(csv.DictReader((tmp_path / "study" / "trials.csv").open()))
     assert [r["state"] for r in rows] == states
+    assert [r["last_step"] for r in rows[:2]] == ["2", "2"]  # completed trials reported all three epochs
+    assert all(float(r["seconds"]) > 0 for r in rows)
     best = tuner.best_config()
     assert yaml.safe_load(best.read_text())["model"]["init_args"]["learning_rate"] == tuner.study.best_trial.params["model.init_args.learning_rate"]
     metrics = tuner.test_best()

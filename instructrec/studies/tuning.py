@@ -242,16 +242,20 @@ class Tuner:
         return self._count(TrialState.COMPLETE, TrialState.PRUNED)
 
     def write_trials(self) -> Path:
-        """``trials.csv``: every trial's number, state, value, parameters and run folder."""
+        """``trials.csv``: every trial's number, state, value, last reported step (the epoch a
+        pruned trial stopped at), wall time, parameters and run folder."""
         import csv
 
         keys = [p.key for p in self.parameters]
         path = self.out / "trials.csv"
         with path.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["trial", "state", self.monitor, *keys, "root"])
+            writer.writerow(["trial", "state", self.monitor, "last_step", "seconds", *keys, "root"])
             for trial in self.study.get_trials(deepcopy=False):
+                steps = trial.intermediate_values
+                seconds = "" if trial.duration is None else round(trial.duration.total_seconds(), 1)
                 writer.writerow([trial.number, trial.state.name, "" if trial.value is None else trial.value,
+                                 max(steps) if steps else "", seconds,
                                  *(trial.params.get(k, "") for k in keys), trial.user_attrs.get("root", "")])
         return path
 
