@@ -104,6 +104,10 @@ class InstructionAPI(ls.LitAPI):
 
         self.model = load_served(self.source).to(device)
         self.family = family_of(self.model)
+        if self.family == "generation" and self.system_prompt is None:
+            from instructrec.models.generation import trained_system_prompt
+
+            self.system_prompt = trained_system_prompt(self.model)
         self.tasks = model_tasks(self.model)
         self.encoders = {}
         self.pipeline = None

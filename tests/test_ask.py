@@ -87,14 +87,16 @@ def test_a_window_without_room_exits_2_with_a_message(tmp_path, checkpoint, caps
 
 def test_generate_writes_the_answer_from_the_retrieved_passages(tmp_path, capsys):
     """`--generate`: the same retrieval and trace; the answer is what the generation model writes
-    for the qa instruction of the question and the passages read, through its chat template."""
+    for the qa instruction of the question and the passages read, through its chat template with
+    the system turn the checkpoint was trained with."""
     from instructrec.data.generative import prompt_ids
     from instructrec.instructions import Instruction, render
     from instructrec.models import GenerationModule
     from instructrec.models.generation import DecodingOptions
     from test_generation import sharpened
 
-    model = sharpened(GenerationModule({"qa": {"type": "qa"}}, decoding=DecodingOptions(max_new_tokens=5)))
+    system = "Answer in a word."
+    model = sharpened(GenerationModule({"qa": {"type": "qa", "system_prompt": system}}, decoding=DecodingOptions(max_new_tokens=5)))
     path = tmp_path / "generator.ckpt"
     hparams = {**dict(model.hparams), "_class_path": "instructrec.models.GenerationModule"}
     torch.save({"state_dict": model.state_dict(), "hyper_parameters": hparams}, path)
@@ -107,6 +109,6 @@ def test_generate_writes_the_answer_from_the_retrieved_passages(tmp_path, capsys
     assert record["passage_id"] == "milk#0" and record["score"] is None
     context = " ".join(d["text"] for d in DOCUMENTS[:2])
     prompt = render(Instruction("qa", "en", {"question": "Where is the milk?", "context": context}))
-    ids, _ = prompt_ids(model.tokenizer, prompt, 512)
+    ids, _ = prompt_ids(model.tokenizer, prompt, 512, system_prompt=system)
     expected = model.generate(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))[0]
     assert record["answer"] == expected and expected

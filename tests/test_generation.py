@@ -16,7 +16,7 @@ from instructrec.batch import IGNORE_LABEL
 from instructrec.data import InstructionDataModule
 from instructrec.data.generative import CausalLMCollator, chat_text, encode_generation, prompt_ids
 from instructrec.models import GenerationModule
-from instructrec.models.generation import DecodingOptions, cut_at_stop
+from instructrec.models.generation import DecodingOptions, cut_at_stop, trained_system_prompt
 from instructrec.models.text_metrics import AnswerOverlap, RougeL, SacreBleuStatistics
 
 TASKS = {"translation": {"type": "translation"}}
@@ -193,7 +193,7 @@ def test_a_tiny_fit_writes_generations_and_exports_a_causal_lm(tmp_path):
           "--model.init_args.lora", '{"r": 4, "alpha": 8, "dropout": 0.0}',
           "--model.init_args.decoding.max_new_tokens", "6", "--model.init_args.learning_rate", "1e-2",
           "--data", "instructrec.data.InstructionDataModule", "--data.init_args.train", str(train),
-          "--data.init_args.val", str(val), "--data.init_args.batch_size", "4",
+          "--data.init_args.val", str(val), "--data.init_args.batch_size", "4", "--data.init_args.system_prompt", "Be brief.",
           "--data.init_args.cache_dir", str(tmp_path / "cache"), "--trainer.max_steps", "4",
           "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
           "--trainer.default_root_dir", str(root), "--trainer.num_sanity_val_steps", "0"])
@@ -203,6 +203,7 @@ def test_a_tiny_fit_writes_generations_and_exports_a_causal_lm(tmp_path):
     checkpoint = next((root / "checkpoints").glob("*.ckpt"))
     model = load_module(checkpoint).eval()
     assert isinstance(model, GenerationModule) and model.hparams.lora["r"] == 4
+    assert trained_system_prompt(model) == "Be brief."  # the checkpoint remembers it: ask and serve use it
     out = export_checkpoint(checkpoint, tmp_path / "export")
     assert "GenerationModule" in (out / "README.md").read_text()
     exported = AutoModelForCausalLM.from_pretrained(out).eval()

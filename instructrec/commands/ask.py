@@ -21,7 +21,8 @@ def parser():
     parser.add_argument("--generate", action="store_true",
                         help="write the answer with a generation model from the passages read, instead of extracting a span")
     parser.add_argument("--system-prompt", default=None,
-                        help="--generate: the chat template's system turn, as the model was trained with (default: the template's)")
+                        help="--generate: the chat template's system turn (default: the one the checkpoint was trained with, "
+                             "else the template's)")
     parser.add_argument("--max-new-tokens", type=int, default=32, help="--generate: at most this many tokens per answer")
     parser.add_argument("--hops", type=int, default=2, help="retrieval rounds; each later one adds the selected passages to the query")
     parser.add_argument("--select", type=int, nargs="+", default=[1],

@@ -19,7 +19,7 @@ def parser():
     parser.add_argument("--max-batch-size", type=int, default=8, help="requests batched together (dynamic batching)")
     parser.add_argument("--batch-timeout", type=float, default=0.01, help="seconds a batch waits to fill up")
     parser.add_argument("--max-length", type=int, default=256, help="tokens per encoded input")
-    parser.add_argument("--system-prompt", default=None, help="generation: the chat template's system turn, as in training")
+    parser.add_argument("--system-prompt", default=None, help="generation: the chat template's system turn (default: the one the checkpoint was trained with)")
     parser.add_argument("--workers", type=int, default=1, help="model copies serving in parallel")
     parser.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     parser.add_argument("--timeout", type=float, default=30, help="seconds before a request times out")

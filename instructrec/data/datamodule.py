@@ -200,10 +200,14 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
     @property
     def tasks(self) -> dict[str, dict]:
         """``{name: {"type": ..., "labels": [...]}}`` (labels for classification only): what a
-        model needs to build its head; the CLI links it into the model's ``tasks``."""
+        model needs to build its head; the CLI links it into the model's ``tasks``. A generative
+        task with a ``system_prompt`` carries it, so the checkpoint remembers the system turn it
+        was trained with (``ask --generate`` and ``serve`` use it)."""
         spec = {"type": self.task}
         if self.task == "classification":
             spec["labels"] = list(self.label_names)
+        if self.system_prompt is not None and self.is_generative:
+            spec["system_prompt"] = self.system_prompt
         return {self.name: spec}
 
     def example_ids(self, split: str, dataloader_idx: int = 0) -> list[str]:

@@ -244,6 +244,13 @@ class GenerationModule(L.LightningModule):
         return copy.deepcopy(self.model).merge_and_unload()
 
 
+def trained_system_prompt(model) -> str | None:
+    """The system turn a GenerationModule's tasks were trained with (see the data module's
+    ``tasks``), when they share one; None (the chat template's default) otherwise."""
+    prompts = {spec.get("system_prompt") for spec in getattr(model, "tasks", {}).values()}
+    return prompts.pop() if len(prompts) == 1 else None
+
+
 def load_generator(source: str, tasks: dict | None = None) -> GenerationModule:
     """A GenerationModule in eval mode, adapters merged, from an ``instructrec fit`` checkpoint
     (loaded with ``weights_only=True``) or a causal-LM backbone (a registered name or a folder, e.g.

@@ -98,7 +98,7 @@ def build_generating_pipeline(
 ):
     """A :class:`~instructrec.qa.pipeline.RetrieveAndGenerate` over the files' knowledge base with a
     GenerationModule checkpoint or a causal-LM backbone (``instructrec ask --generate``)."""
-    from instructrec.models.generation import load_generator
+    from instructrec.models.generation import load_generator, trained_system_prompt
     from instructrec.qa.pipeline import RetrieveAndGenerate
     from instructrec.retrieval.bm25 import BM25Retriever
     from instructrec.retrieval.multihop import MultiHopRetriever
@@ -108,6 +108,8 @@ def build_generating_pipeline(
     generator.decoding.max_new_tokens = max_new_tokens
     select = list(select) if len(select) > 1 else list(select) * hops
     retriever = MultiHopRetriever(BM25Retriever(kb), select=select, k=passages)
+    if system_prompt is None:
+        system_prompt = trained_system_prompt(generator)
     return RetrieveAndGenerate(retriever, generator, passages=passages, max_length=max_length, system_prompt=system_prompt)
 
 
