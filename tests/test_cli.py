@@ -79,8 +79,8 @@ def test_fit_test_and_predict_end_to_end(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "test/sentiment/acc" in out and "test/score" in out and "Predictions" in out
     assert any(label in out for label in ("positive", "negative", "neutral"))
-    checkpoints = sorted((tmp_path / "run").rglob("*.ckpt"), key=lambda p: p.name)  # best-epoch00 first
-    assert {p.name for p in checkpoints} == {"best-epoch00.ckpt", "last.ckpt"}
+    checkpoints = sorted((tmp_path / "run" / "checkpoints").glob("*.ckpt"), key=lambda p: p.name)  # best first
+    assert [p.name for p in checkpoints] == ["best.ckpt", "last.ckpt"]  # where the README's commands look
     config = next((tmp_path / "run").rglob("config.yaml")).read_text()
     assert "instructrec.models.MultiTaskModule" in config  # the full config is kept with the run
 

@@ -139,7 +139,7 @@ def test_one_default_root_dir_moves_everything_a_run_writes(tmp_path, monkeypatc
           "--test_after_fit", "false",
           "--show_predictions", "[]"])
     assert (run / "checkpoints" / "last.ckpt").is_file()
-    best = sorted(run.rglob("best-*.ckpt"))
+    best = sorted(run.rglob("best*.ckpt"))
     assert best and all(run in p.parents for p in best)
     assert list(run.rglob("config.yaml"))
     main(["predict", *common, "--ckpt_path", str(best[0]),

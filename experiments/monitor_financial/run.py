@@ -12,7 +12,7 @@ with probability ``--burst-negative``. An alert is right when it falls in the bu
 windows); delay is the first right alert's window minus the burst's first.
 
     python experiments/monitor_financial/run.py                       # gold labels
-    python experiments/monitor_financial/run.py --checkpoint runs/multitask_financial/checkpoints/best-....ckpt
+    python experiments/monitor_financial/run.py --checkpoint runs/multitask_financial/checkpoints/best.ckpt
 """
 
 from __future__ import annotations
