@@ -1,20 +1,33 @@
 """The recommendation protocol: leave-one-out by time, saved sampled candidates, tie-aware ranking
-metrics; the popularity baseline; MovieLens-100K from the recbole wheel where it is installed."""
+metrics, warm/cold subsets; the popularity baseline; the instruction ranker (next-item yes/no
+instructions, leakage-free training files, a tiny fit through its config, scores and rankings);
+MovieLens-100K from the recbole wheel where it is installed. Everything but the last test runs on
+synthetic interactions."""
 
 from __future__ import annotations
 
 import itertools
+import json
 import math
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from instructrec.errors import InputError
+from instructrec.instructions import InstructionError, parse_instruction, render
+from instructrec.instructions.templates import get_template
+from instructrec.recommendation import movielens
 from instructrec.recommendation.baselines import Popularity
-from instructrec.recommendation.movielens import Interaction
+from instructrec.recommendation.instructions import sample_pairs, write_instruction_files
+from instructrec.recommendation.movielens import Interaction, Movie
 from instructrec.recommendation.protocol import (
-    evaluate, expected_rank, leave_one_out, load_candidates, rank_metrics, sample_candidates, save_candidates,
+    Split, cold_users, evaluate, expected_rank, full_rank_metrics, leave_one_out, load_candidates, rank_metrics,
+    sample_candidates, save_candidates, warm_cold_metrics,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def events(rows):
@@ -71,6 +84,169 @@ def test_popularity_counts_training_interactions_and_is_scored_on_the_saved_list
     assert popularity.counts == {"a": 2, "b": 1, "d": 1}
     metrics = evaluate(popularity, {"1": ["z", "a", "q"], "2": ["f", "q", "r"]})
     assert metrics["hr@1"] == pytest.approx((0 + 1 / 3) / 2)  # user 1: a beats z; user 2: f, q, r tie at 0
+
+
+def test_cold_start_subsets_by_the_test_items_training_count():
+    # training counts: a 3, b 2, c 1; threshold 2: c (1) and z (0) are cold, b (2) is warm
+    split = Split({"1": ["a", "b"], "2": ["a", "c"], "3": ["a", "b"]}, {"1": "v", "2": "v", "3": "v"}, {"1": "c", "2": "b", "3": "z"})
+    assert cold_users(split, threshold=2) == {"1", "3"} and cold_users(split, threshold=1) == {"3"}
+    scores = {"1": {"c": 0.5, "x": 0.9, "y": 0.1}, "2": {"b": 0.2, "x": 0.2}, "3": {"z": 1.0, "x": 0.0}}
+
+    def score(user, items):
+        return [scores[user].get(item, 0.0) for item in items]
+
+    metrics = warm_cold_metrics(score, {"1": ["c", "x", "y"], "2": ["b", "x"], "3": ["z", "x"]}, split, threshold=2)
+    # cold: user 1 ranks c second, user 3 ranks z first; warm: user 2's b ties with x
+    assert metrics["cold"]["hr@1"] == pytest.approx(0.5) and metrics["cold"]["mrr"] == pytest.approx((1 / 2 + 1) / 2)
+    assert metrics["cold"]["ndcg@10"] == pytest.approx((1 / math.log2(3) + 1) / 2)
+    assert metrics["warm"]["hr@1"] == pytest.approx(0.5) and metrics["warm"]["mrr"] == pytest.approx(0.75)
+    full = full_rank_metrics(score, split, ["a", "b", "c", "x", "y", "z"], users=["1"], k=1)
+    assert full == {"hr@1": 0.0}  # user 1's pool: c, x, y (a, b are its history); x wins
+
+
+# -- the instruction ranker --------------------------------------------------------------------------
+
+HISTORY = ["Heat (1995; Action, Crime)", "Babe (1995; Children's, Comedy)"]
+CANDIDATE = "Toy Story (1995; Animation, Children's, Comedy)"
+
+
+@pytest.mark.parametrize("language, options", [("en", ["yes", "no"]), ("zh", ["是", "否"])])
+def test_next_item_instructions_are_yes_no_classification_and_round_trip(language, options):
+    template = get_template("next_item", language=language)
+    for variant in range(len(template.variants)):
+        instruction = template.apply({"history": HISTORY, "candidate": CANDIDATE, "label": False}, seed=0, index=0, variant=variant)
+        parsed = parse_instruction(render(instruction))
+        assert parsed == instruction and parsed.task == "classification" and parsed.language == language
+        assert parsed.fields["options"] == options and parsed.answer == options[1]
+        text = parsed.fields["text"]
+        assert text.index(HISTORY[0]) < text.index(HISTORY[1]) < text.index(CANDIDATE)  # in time order, candidate last
+    ranking = template.ranking(HISTORY, [CANDIDATE, "Heat (1995; Action, Crime)"])
+    assert parse_instruction(render(ranking)) == ranking and ranking.fields["options"][0] == CANDIDATE
+    first = template.pointwise(ranking)[0]
+    assert first == template.apply({"history": HISTORY, "candidate": CANDIDATE}, seed=0, index=0, variant=0)
+    with pytest.raises(InstructionError, match="next_item.*history is empty"):
+        template.apply({"history": [], "candidate": CANDIDATE}, seed=0, index=0)
+
+
+def synthetic():
+    """8 users x 12 distinct interactions over 40 films (each user a different stride through them)."""
+    movies = {f"i{n}": Movie(f"i{n}", f"Film {n:02d}", str(1960 + n), (("Drama", "Comedy", "Horror")[n % 3],)) for n in range(40)}
+    strides = [1, 3, 7, 9, 11, 13, 17, 19]  # prime to 40: no film twice
+    rows = [(str(u), f"i{(u * 5 + k * strides[u - 1]) % 40}", k) for u in range(1, 9) for k in range(12)]
+    interactions = [Interaction(user, item, 4.0, time, line) for line, (user, item, time) in enumerate(rows, start=2)]
+    return movies, interactions
+
+
+def test_training_pairs_never_show_the_test_or_validation_item_and_are_seeded(tmp_path):
+    movies, interactions = synthetic()
+    split = leave_one_out(interactions)
+    pairs = sample_pairs(split, list(movies), history_length=3, positions_per_user=4, negatives_per_positive=2, seed=1)
+    assert len(pairs["train"]) == 8 * 4 * 3 and len(pairs["val"]) == 8 * 3
+    for stage, rows in pairs.items():
+        for pair in rows:
+            train, valid, test = split.train[pair.user], split.valid[pair.user], split.test[pair.user]
+            assert test not in (pair.candidate, *pair.history)
+            assert pair.history == tuple(train[max(0, pair.position - 3):pair.position]) and pair.history
+            if pair.label:
+                assert pair.candidate == (train[pair.position] if stage == "train" else valid)
+            else:
+                assert pair.candidate not in {*train, valid, test}  # never seen by the user
+            if stage == "train":
+                assert valid != pair.candidate and pair.position >= len(train) - 4
+    assert pairs == sample_pairs(split, list(movies), history_length=3, positions_per_user=4, negatives_per_positive=2, seed=1)
+    reseeded = sample_pairs(split, list(movies), history_length=3, positions_per_user=4, negatives_per_positive=2, seed=2)
+    assert reseeded["train"] != pairs["train"]
+    other = sample_pairs(split, list(movies), history_length=3, positions_per_user=2, negatives_per_positive=2, seed=1)
+    assert other["val"] == pairs["val"]  # validation does not move with the training settings
+
+    written = write_instruction_files(tmp_path / "rec", pairs, movies, seed=1)
+    template = get_template("next_item")
+    for stage, path in written.items():
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        assert len(rows) == len(pairs[stage])
+        for row, pair in zip(rows, pairs[stage]):
+            instruction = parse_instruction(row["text"])
+            assert instruction.answer == ("yes" if pair.label else "no")
+            assert row["id"] == f"{pair.user}/{pair.position}/{pair.candidate}"
+            assert movies[split.test[pair.user]].text() not in row["text"]
+            if stage == "val":
+                assert instruction.fields["instruction"] == template.variants[0]
+    assert json.loads((tmp_path / "rec" / "meta.json").read_text())["counts"]["val"] == {"instructions": 24, "positives": 8}
+    with pytest.raises(InputError, match="not ignored"):
+        write_instruction_files(ROOT / "instructrec" / "not-here", pairs, movies)
+    assert not (ROOT / "instructrec" / "not-here").exists()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """``instructrec rec-data`` on the synthetic interactions, then ``instructrec fit`` of
+    configs/rec/movielens_ranker.yaml on its files with tiny-bert; ``(checkpoint, movies, split)``."""
+    from instructrec.cli import main
+
+    tmp = tmp_path_factory.mktemp("ranker")
+    movies, interactions = synthetic()
+    patch = pytest.MonkeyPatch()
+    patch.setattr(movielens, "read_movies", lambda: movies)
+    patch.setattr(movielens, "read_interactions", lambda: interactions)
+    try:
+        main(["rec-data", "--out", str(tmp / "rec"), "--history-length", "3", "--positions-per-user", "4", "--negatives-per-positive", "2"])
+    finally:
+        patch.undo()
+    sources = {"next_item": {"train": str(tmp / "rec" / "train.jsonl"), "val": str(tmp / "rec" / "val.jsonl")}}
+    main(["fit", "--config", str(ROOT / "configs" / "rec" / "movielens_ranker.yaml"), "--model.init_args.backbone", "tiny-bert",
+          "--data.init_args.sources", json.dumps(sources), "--data.init_args.cache_dir", str(tmp / "cache"),
+          "--data.init_args.batch_size", "24", "--trainer.max_epochs", "1", "--trainer.logger", "false",
+          "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp / "run")])
+    return tmp / "run" / "checkpoints" / "best.ckpt", movies, leave_one_out(interactions)
+
+
+def test_ranker_scores_are_the_models_p_yes_and_rank_orders_by_them(trained, capsys):
+    from instructrec.data import InstructionDataModule
+    from instructrec.predictions import predict_texts
+    from instructrec.recommendation.ranker import InstructionRanker
+
+    checkpoint, movies, split = trained
+    ranker = InstructionRanker.from_checkpoint(checkpoint, movies, split, device="cpu", history_length=3, batch_size=4)
+    user, items = "3", ["i1", "i2", "i3", "i4", "i5", "i6"]
+    scores = ranker.score(user, items)
+    history = [movies[i].text() for i in (split.train[user] + [split.valid[user]])[-3:]]  # test stage: up to the validation item
+    template = get_template("next_item")
+    texts = [render(template.apply({"history": history, "candidate": movies[i].text()}, seed=0, index=0, variant=0)) for i in items]
+    encoder = InstructionDataModule.for_inputs("tiny-bert", "classification", ["yes", "no"], task_name="next_item", max_length=256)
+    predicted = predict_texts(ranker.model, encoder, texts)
+    assert scores == pytest.approx([row["probabilities"]["yes"] for row in predicted], abs=1e-5)
+    assert len(set(scores)) > 1  # the candidate was read, not cut off
+    assert evaluate(ranker.score, {user: items})  # usable as the protocol's scorer
+
+    ranking = render(template.ranking(history, [movies[i].text() for i in items]))
+    ranked = ranker.rank(ranking)
+    assert [score for _, score in ranked] == sorted(scores, reverse=True)
+    assert dict(ranked) == pytest.approx({movies[i].text(): s for i, s in zip(items, scores)}, abs=1e-6)
+
+    from instructrec.cli import main
+
+    main(["recommend", "--ckpt", str(checkpoint), ranking, "--json"])
+    printed = json.loads(capsys.readouterr().out)
+    assert [row["option"] for row in printed["ranking"]] == [option for option, _ in ranked]
+    main(["recommend", "--ckpt", str(checkpoint), ranking])
+    assert capsys.readouterr().out.splitlines()[0] == f"  1. {ranked[0][1]:.4f}  {ranked[0][0]}"
+
+
+def test_ranker_refuses_what_it_cannot_score(trained):
+    from instructrec.models import MultiTaskModule
+    from instructrec.recommendation.ranker import InstructionRanker
+
+    checkpoint, movies, split = trained
+    with_empty = Split({**split.train, "9": []}, split.valid, split.test)
+    ranker = InstructionRanker.from_checkpoint(checkpoint, movies, with_empty, device="cpu")
+    with pytest.raises(InputError, match="unknown user 'nobody'"):
+        ranker.score("nobody", ["i1"])
+    with pytest.raises(InputError, match="user '9' has an empty history"):
+        ranker.score("9", ["i1"])
+    with pytest.raises(InputError, match="no zh next-item task"):
+        ranker.rank(render(get_template("next_item", language="zh").ranking(HISTORY, [CANDIDATE])))
+    with pytest.raises(InputError, match="no next-item task"):
+        InstructionRanker(MultiTaskModule({"sentiment": {"type": "classification", "labels": ["positive", "negative"]}}))
 
 
 @pytest.mark.slow

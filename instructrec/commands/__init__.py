@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("serve", "a checkpoint behind an HTTP endpoint (LitServe): raw instructions in, JSON answers out"),
     "monitor": ("monitor", "topic x sentiment shares per window of a text stream, with alerts when a topic turns negative"),
     "ablate": ("ablate", "a base config's variants x seeds: CSV, a paper-style table (Markdown, LaTeX) and a plot"),
+    "rec-data": ("rec_data", "MovieLens-100K as leakage-free next-item yes/no instruction files (train/val) in a run folder"),
+    "recommend": ("recommend", "rank the candidates (options) of a listwise instruction with a next-item checkpoint"),
 }
 
 

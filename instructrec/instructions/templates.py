@@ -19,8 +19,9 @@ layer; the label vocabularies below are the data sets' label names, and the read
 label codes onto them.
 
 Built-ins (``list_templates()``): ``squad``, ``cmrc2018``, ``babi``, ``sst2``, ``financial_phrasebank``,
-``agnews``, ``chnsenticorp``, ``parallel`` (options ``source_language``, ``target_language``) and
-``classification`` (options ``text_keys``, ``options``, ...).
+``agnews``, ``chnsenticorp``, ``parallel`` (options ``source_language``, ``target_language``),
+``classification`` (options ``text_keys``, ``options``, ...) and ``next_item`` (option ``language``:
+recommendation as yes/no classification, see :class:`NextItemTemplate`).
 """
 
 from __future__ import annotations
@@ -210,6 +211,80 @@ class TranslationTemplate(Template):
         return fields
 
 
+class NextItemTemplate(Template):
+    """Recommendation as pointwise classification: does ``candidate`` come next after ``history``?
+
+    Recommendation then needs no task type of its own: a yes/no classification head learns it, so
+    it trains beside any other task. A record holds ``history`` (item texts, oldest first),
+    ``candidate`` (an item text) and ``label`` (True: it came next; absent: prediction input)::
+
+        Will the user watch the candidate next?
+        Text: The user watched, in order: Heat (1995; Action); Babe (1995; Comedy).
+        Candidate: Toy Story (1995; Animation, Children's, Comedy)
+        Options: yes, no
+
+    A user asks for a *ranking* in the same words, the history as the text and the candidates as
+    options (:meth:`ranking`); :meth:`pointwise` turns that into one instruction per candidate, whose
+    text is the ranking's text plus the candidate line, so a ranked list is scored exactly as the
+    training pairs were written. The wording speaks of watching (MovieLens); the variants vary only
+    the question, and :meth:`pointwise` asks the first one.
+    """
+
+    QUESTIONS = {
+        "en": (
+            "Will the user watch the candidate next?",
+            "Is the candidate the next movie this user watches?",
+            "Given what the user watched, will they watch the candidate next?",
+            "Does the candidate come next in this viewing history?",
+        ),
+        "zh": ("用户接下来会看这部候选电影吗？", "候选电影是这位用户接下来要看的吗？", "根据观看记录，用户下一部会看候选电影吗？"),
+    }
+    OPTIONS = {"en": ("yes", "no"), "zh": ("是", "否")}
+    # (history opening, separator, closing, candidate line opening)
+    WORDS = {"en": ("The user watched, in order: ", "; ", ".", "Candidate: "), "zh": ("用户按时间顺序看过：", "；", "。", "候选电影：")}
+    RANKING = {"en": "Rank the candidates by how likely the user is to watch each next.", "zh": "按用户接下来观看的可能性给候选电影排序。"}
+
+    def __init__(self, language: str = "en") -> None:
+        if language not in self.QUESTIONS:
+            raise InstructionError(f"template 'next_item': no wording in {language!r}; languages: {sorted(self.QUESTIONS)}")
+        super().__init__("next_item", "classification", language, self.QUESTIONS[language])
+        self.options = list(self.OPTIONS[language])
+
+    def history_text(self, history: Sequence[str]) -> str:
+        """The text of a history: its items in order (the text of a ranking instruction)."""
+        if not history:
+            raise InstructionError("the history is empty: a next-item instruction needs at least one item")
+        opening, separator, closing, _ = self.WORDS[self.language]
+        return opening + separator.join(item.strip() for item in history) + closing
+
+    def pair_text(self, history_text: str, candidate: str) -> str:
+        return f"{history_text}\n{self.WORDS[self.language][3]}{candidate.strip()}"
+
+    def fields(self, record: Record, variant: str, key: int) -> dict[str, Any]:
+        fields = {"instruction": variant, "text": self.pair_text(self.history_text(record["history"]), record["candidate"]),
+                  "options": list(self.options)}
+        if record.get("label") is not None:
+            fields["answer"] = self.options[0] if record["label"] else self.options[1]
+        return fields
+
+    def ranking(self, history: Sequence[str], candidates: Sequence[str]) -> Instruction:
+        """The listwise instruction a user writes: the history as text, the candidates as options."""
+        fields = {"instruction": self.RANKING[self.language], "text": self.history_text(history),
+                  "options": [c.strip() for c in candidates]}
+        return Instruction("classification", self.language, fields)
+
+    def pointwise(self, ranking: Instruction) -> list[Instruction]:
+        """One yes/no instruction per option of a ranking instruction, in option order."""
+        if ranking.task != "classification":
+            raise InstructionError(f"a ranking instruction lists its candidates under Options:; this one reads as {ranking.task}")
+        if ranking.language != self.language:
+            raise InstructionError(f"a {ranking.language} ranking instruction given to the {self.language} next-item wording")
+        text = ranking.fields["text"]
+        return [Instruction("classification", self.language, {"instruction": self.variants[0], "text": self.pair_text(text, option),
+                                                              "options": list(self.options)})
+                for option in ranking.fields["options"]]
+
+
 # -- the registry ----------------------------------------------------------------------------------
 
 Factory = Callable[..., Template]
@@ -348,6 +423,7 @@ def _register_builtins() -> None:
     )
     register_template(_parallel, name="parallel")
     register_template(_classification, name="classification")
+    register_template(NextItemTemplate, name="next_item")
 
 
 _register_builtins()

@@ -1,4 +1,5 @@
 """Recommendation from text: MovieLens-100K read from the installed ``recbole`` wheel
 (:mod:`.movielens`), the field's evaluation protocol (:mod:`.protocol`: leave-one-out by time,
-99 sampled negatives saved once, HR/NDCG/MRR) and baselines scored on exactly those candidates
-(:mod:`.baselines`)."""
+99 sampled negatives saved once, HR/NDCG/MRR, warm and cold users), baselines scored on exactly
+those candidates (:mod:`.baselines`), and the instruction ranker: leakage-free next-item yes/no
+instruction files (:mod:`.instructions`) and a trained head's P(yes) as a score (:mod:`.ranker`)."""

