@@ -35,6 +35,6 @@ def main(argv: list[str]) -> int:
     api = InstructionAPI(args.model, kb=args.kb, max_length=args.max_length, system_prompt=args.system_prompt,
                          max_batch_size=args.max_batch_size, batch_timeout=args.batch_timeout)
     server = ls.LitServer(api, accelerator=args.accelerator, devices=1, workers_per_device=args.workers,
-                          timeout=args.timeout, model_metadata=server_metadata(args.model, args.kb))
+                          timeout=args.timeout, model_metadata=server_metadata(args.model, args.kb), fast_queue=True)
     server.run(host=args.host, port=args.port, generate_client_file=False)
     return 0
