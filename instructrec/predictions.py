@@ -5,10 +5,14 @@ from __future__ import annotations
 import torch
 
 
-@torch.no_grad()
 def predict_texts(model, datamodule, texts: list[str]) -> list:
     """Run ``model.predict_step`` on instructions encoded by ``datamodule`` as its files are."""
-    batch = datamodule.batch_from_texts(texts)
+    return predict_batch(model, datamodule.batch_from_texts(texts))
+
+
+@torch.no_grad()
+def predict_batch(model, batch: dict) -> list:
+    """``model.predict_step`` on an encoded batch (``batch_from_texts``), in eval mode, on the model's device."""
     batch = {key: value.to(model.device) if isinstance(value, torch.Tensor) else value for key, value in batch.items()}
     was_training = model.training
     model.eval()

@@ -15,10 +15,10 @@ from typing import Mapping, Sequence
 
 import torch
 
-from instructrec.batch import encoder_inputs
 from instructrec.errors import InputError
 from instructrec.instructions import Instruction, parse_instruction, render
 from instructrec.instructions.templates import NextItemTemplate
+from instructrec.predictions import predict_batch
 from instructrec.recommendation.movielens import Movie
 from instructrec.recommendation.protocol import Split
 
@@ -78,7 +78,6 @@ class InstructionRanker:
 
     # -- scoring ---------------------------------------------------------------------------------
 
-    @torch.no_grad()
     def score_instructions(self, instructions: Sequence[Instruction]) -> list[float]:
         """P(yes) of each pointwise next-item instruction (all in one language), in batches."""
         if not instructions:
@@ -86,8 +85,7 @@ class InstructionRanker:
         language = instructions[0].language
         if language not in self.tasks:
             raise InputError(f"the model has no {language} next-item task; it reads {sorted(self.tasks)}")
-        name, encoder = self.tasks[language], self.encoders[language]
-        yes = self.model.tasks[name]["labels"].index(NextItemTemplate.OPTIONS[language][0])
+        encoder, yes = self.encoders[language], NextItemTemplate.OPTIONS[language][0]
         scores: list[float] = []
         for start in range(0, len(instructions), self.batch_size):
             texts = [render(i.without_answer()) for i in instructions[start:start + self.batch_size]]
@@ -96,8 +94,7 @@ class InstructionRanker:
                 self._warned = True
                 log.warning("an instruction fills max_length=%d tokens: its candidate may be cut off (raise max_length "
                             "or shorten the history)", self.max_length)
-            inputs = {k: v.to(self.model.device) for k, v in encoder_inputs(batch).items()}
-            scores += self.model(**inputs, task=name).float().softmax(-1)[:, yes].tolist()
+            scores += [row["probabilities"][yes] for row in predict_batch(self.model, batch)]
         return scores
 
     def history(self, user: str) -> list[str]:
