@@ -30,7 +30,6 @@ import copy
 import os
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -200,7 +199,6 @@ def score_matrix(model, test_data, sequential: bool):
 
 
 def train(model_name: str, work: Path, split, minutes: float | None, epochs: int | None):
-    import torch
     from recbole.data import create_dataset, data_preparation
     from recbole.model.general_recommender import BPR
     from recbole.model.sequential_recommender import SASRec
@@ -260,7 +258,9 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
     from instructrec.recommendation.movielens import read_interactions, read_movies
-    from instructrec.recommendation.protocol import Split, evaluate, full_rank_metrics, leave_one_out, load_candidates, sample_candidates
+    from instructrec.recommendation.protocol import (
+        cold_users, evaluate, full_rank_metrics, leave_one_out, load_candidates, sample_candidates,
+    )
 
     interactions = read_interactions()
     catalogue = list(read_movies())
@@ -270,9 +270,7 @@ def main(argv=None) -> None:
         lists, _ = load_candidates(candidates_dir / f"candidates-test-seed{seed}.json")
         assert lists == sample_candidates(split, catalogue, seed=seed), f"candidates seed {seed} are not ours"
         candidates[seed] = lists
-    counts = Counter(item for history in split.train.values() for item in history)
-    subsets = {"all": set(split.test)}
-    subsets["cold"] = {u for u, item in split.test.items() if counts[item] < COLD}
+    subsets = {"all": set(split.test), "cold": cold_users(split, COLD)}
     subsets["warm"] = subsets["all"] - subsets["cold"]
     write_atomic(work / "data" / DATASET, interactions)
     (work / "runs").mkdir(parents=True, exist_ok=True)
@@ -294,8 +292,7 @@ def main(argv=None) -> None:
             for seed, lists in candidates.items():
                 metrics = evaluate(score, {u: c for u, c in lists.items() if u in users})
                 rows.append({"model": name, "subset": subset, "seed": seed, "users": len(users), **metrics, **info})
-            part = Split(split.train, split.valid, {u: t for u, t in split.test.items() if u in users})
-            full = full_rank_metrics(score, part, catalogue)
+            full = full_rank_metrics(score, split, catalogue, users=users)
             rows.append({"model": name, "subset": subset, "seed": "full ranking", "users": len(users),
                          **{f"full_{k}": v for k, v in full.items()}, **info})
         common.write_csv(csv_path, rows, FIELDS)

@@ -29,7 +29,7 @@ def main(argv=None) -> None:
     from instructrec.recommendation.baselines import Popularity
     from instructrec.recommendation.movielens import read_interactions, read_movies
     from instructrec.recommendation.protocol import (
-        cold_users, evaluate, full_rank_metrics, leave_one_out, sample_candidates, save_candidates, warm_cold_metrics,
+        cold_users, evaluate, full_rank_metrics, leave_one_out, sample_candidates, save_candidates,
     )
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -61,7 +61,7 @@ def main(argv=None) -> None:
             def scored(user, items):
                 return scores[user]
 
-            by_subset = {"all": evaluate(scored, candidates), **warm_cold_metrics(scored, candidates, split, args.threshold)}
+            by_subset = {subset: evaluate(scored, {u: candidates[u] for u in users[subset]}) for subset in SUBSETS}
             rows += [{"system": name, "subset": subset, "seed": seed, "users": len(users[subset]), **by_subset[subset]}
                      for subset in SUBSETS]
         if name == "popularity" or args.ranker_full_ranking:
