@@ -209,6 +209,23 @@ def test_an_ablation_writes_its_table_files_and_a_rerun_skips_finished_runs(tmp_
     assert list(csv.DictReader((out / "results.csv").open())) == rows
 
 
+def test_the_live_view_survives_runs_that_draw_a_rich_progress_bar(tmp_path, monkeypatch, capsys):
+    """Lightning's RichProgressBar clears the console's live display; the study's view pauses
+    around each in-process run instead of crashing at its end ("pop from empty list")."""
+    monkeypatch.chdir(tmp_path)
+    base = tiny_config(tmp_path, monitor="val/score", mode="max", epochs=1)
+    config = yaml.safe_load(base.read_text())
+    config["trainer"]["enable_progress_bar"] = True
+    config["trainer"]["callbacks"].append({"class_path": "lightning.pytorch.callbacks.RichProgressBar"})
+    base.write_text(yaml.safe_dump(config, sort_keys=False))
+    spec = yaml.safe_load(write_ablation(tmp_path, base).read_text())
+    spec.update(seeds=[0], variants={"full": {}})
+    (tmp_path / "ablation.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    main(["ablate", str(tmp_path / "ablation.yaml")])
+    assert "1/1" in capsys.readouterr().out  # the view's last table: one run of one done
+    assert [r["variant"] for r in csv.DictReader((tmp_path / "ablation" / "results.csv").open())] == ["full"]
+
+
 def test_a_resumed_fit_continues_its_wandb_run(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.chdir(tmp_path)

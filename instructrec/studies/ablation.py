@@ -141,7 +141,8 @@ class Ablation:
             if self.spec.processes <= 1:
                 for variant, seed, spec in pending:
                     view.show(done, 1, self._best_text())
-                    run_and_record(spec)
+                    with view.paused():
+                        run_and_record(spec)
                     done += 1
                     view.show(done, 0, self._best_text())
             else:

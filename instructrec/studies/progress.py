@@ -3,6 +3,7 @@ the ETA from the mean time of the runs finished so far."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 
@@ -26,6 +27,21 @@ class RunsProgress:
     def __exit__(self, *exc) -> None:
         if self._live is not None:
             self._live.__exit__(*exc)
+
+    @contextlib.contextmanager
+    def paused(self):
+        """Stop the view (its last table stays printed) while a run in this process draws its own
+        progress bar, and start it again after. Lightning's ``RichProgressBar`` takes the console's
+        live display for itself (it clears the one it finds), so a view left running beside it
+        would end with rich's "pop from empty list"."""
+        if self._live is None:
+            yield
+            return
+        self._live.stop()
+        try:
+            yield
+        finally:
+            self._live.start()
 
     def show(self, done: int, running: int, best: str) -> None:
         if self._live is not None:

@@ -181,10 +181,15 @@ class Tuner:
         from instructrec.studies.progress import StudyProgress
 
         with StudyProgress(self.name, self.n_trials, self.direction, enabled=progress) as view:
+
+            def objective(trial) -> float:
+                with view.paused():  # the trial's own progress bar draws meanwhile
+                    return self._objective(trial)
+
             view.update(self.study)
             if self._count(TrialState.COMPLETE, TrialState.PRUNED) < self.n_trials:
                 self.study.optimize(
-                    self._objective,
+                    objective,
                     callbacks=[MaxTrialsCallback(self.n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED)),
                                lambda study, trial: view.update(study)],
                     catch=(OverBudget,),
