@@ -64,27 +64,63 @@ def assert_finite(rows: list[dict], columns: list[str]) -> None:
             assert math.isfinite(float(row[column])), (column, row)
 
 
-@pytest.mark.slow
-def test_distill_sst2(run_smoke):
-    out = run_smoke("distill_sst2", "--variants", "full", "random init", "--seeds", "0", "1")
-    rows = assert_like_committed("distill_sst2", out)
-    assert sorted((row["variant"], row["seed"]) for row in rows) == [
-        ("full", "0"), ("full", "1"), ("random init", "0"), ("random init", "1")]
-    assert_finite(rows, ["student_acc", "teacher_acc", "retention", "speedup", "student_params", "teacher_params"])
-    assert all(int(row["student_params"]) < int(row["teacher_params"]) for row in rows)
-    table = (out / "results.md").read_text(encoding="utf-8")
-    assert "| full | " in table and "| random init | " in table and " ± " in table
+def ablation_specs() -> list[Path]:
+    """The experiments that are ``instructrec ablate`` specs (a YAML with ``variants``)."""
+    import yaml
+
+    return [path for path in sorted(EXPERIMENTS.glob("*/*.yaml"))
+            if isinstance(data := yaml.safe_load(path.read_text(encoding="utf-8")), dict) and "variants" in data]
 
 
-@pytest.mark.slow
-def test_multitask_financial(run_smoke):
-    out = run_smoke("multitask_financial", "--seeds", "0", "1")
-    rows = assert_like_committed("multitask_financial", out)
-    runs = {("multi-task", "sentiment"), ("multi-task", "topic"), ("single: sentiment", "sentiment"), ("single: topic", "topic")}
-    assert sorted((row["model"], row["task"], row["seed"]) for row in rows) == sorted(
-        (model, task, seed) for model, task in runs for seed in ("0", "1"))
-    assert_finite(rows, ["acc", "macro_f1", "params_total", "steps"])
-    assert "| two single-task models | " in (out / "results.md").read_text(encoding="utf-8")
+def test_the_converted_experiments_are_ablation_specs():
+    names = {f"{path.parent.name}/{path.name}" for path in ablation_specs()}
+    assert {"distill_sst2/ablation.yaml", "distill_sst2/students_20k.yaml", "distill_sst2/default_layer_map.yaml",
+            "multitask_financial/ablation.yaml"} <= names
+    assert not (EXPERIMENTS / "distill_sst2" / "run.py").exists() and not (EXPERIMENTS / "multitask_financial" / "run.py").exists()
+
+
+@pytest.mark.parametrize("path", ablation_specs(), ids=lambda path: f"{path.parent.name}/{path.name}")
+def test_every_ablation_spec_makes_fit_commands_that_parse_with_its_overrides(path, tmp_path, monkeypatch, capsys, shared_data):
+    """Each variant's first run, parsed by the same LightningCLI as ``instructrec fit`` (``--print_config``:
+    nothing trained): every key exists, every value is accepted, and each override lands in the config."""
+    import yaml
+
+    from instructrec.cli import run_lightning
+    from instructrec.studies.ablation import Ablation, AblationSpec
+
+    monkeypatch.setenv("INSTRUCTREC_DATA", str(shared_data))
+    monkeypatch.chdir(EXPERIMENTS.parent)
+    spec = AblationSpec.read(path)
+    runs = Ablation(spec, out=tmp_path).run_specs()
+    assert len(runs) == len(spec.variants) * len(spec.seeds)
+    for variant, seed, run in runs[: len(spec.variants)]:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as stopped:
+            run_lightning([*run.arguments(), "--print_config"])
+        assert stopped.value.code in (0, None), (variant, capsys.readouterr().err[-2000:])
+        config = yaml.safe_load(capsys.readouterr().out)
+        assert config["seed_everything"] == seed
+        for key, value in run.overrides.items():
+            node = config
+            for part in key.split("."):
+                node = node[part]
+            assert node == value, (variant, key)
+
+
+def test_multitask_report_scores_each_system_as_the_mean_over_both_tasks_per_seed():
+    spec = importlib.util.spec_from_file_location("multitask_report", EXPERIMENTS / "multitask_financial" / "report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    row = lambda variant, seed, s_acc="", t_acc="", s_f1="", t_f1="": {  # noqa: E731
+        "variant": variant, "seed": str(seed), "test/sentiment/acc": s_acc, "test/topic/acc": t_acc,
+        "test/sentiment/f1": s_f1, "test/topic/f1": t_f1, "seconds": "1.0"}
+    rows = [row("multi-task", 0, "0.9", "0.8", "0.7", "0.6"), row("multi-task", 1, "0.92", "0.84", "0.72", "0.64"),
+            row("single: sentiment", 0, s_acc="0.9", s_f1="0.8"), row("single: topic", 0, t_acc="0.7", t_f1="0.6"),
+            row("single: sentiment", 1, s_acc="0.95", s_f1="0.85")]  # seed 1 of the single-task system is incomplete
+    assert report.per_system(rows).splitlines()[2:] == [
+        "| multi-task (one encoder) | 86.5 ± 2.1 | 66.5 ± 2.1 | 2 |",  # per seed (90+80)/2 = 85, (92+84)/2 = 88
+        "| two single-task models | 80.0 | 70.0 | 1 |",
+    ]
 
 
 @pytest.mark.slow

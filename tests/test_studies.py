@@ -58,6 +58,9 @@ def test_overrides_set_dotted_keys_both_as_arguments_and_in_yaml():
                                      '--data.init_args.max_examples={"train": 5}']
     with pytest.raises(InputError, match="'max_epochs' is int, not a mapping"):
         apply_overrides(config, {"trainer.max_epochs.x": 1})
+    # Strings that YAML would read as something else are quoted (a variant named "single: sentiment").
+    assert cli_arguments({"a": "single: sentiment", "b": "42", "c": "runs/x.ckpt", "d": "é: x"}) == [
+        '--a="single: sentiment"', '--b="42"', "--c=runs/x.ckpt", '--d="é: x"']
 
 
 def test_a_bad_search_space_is_refused_by_key(tmp_path):
@@ -207,6 +210,26 @@ def test_an_ablation_writes_its_table_files_and_a_rerun_skips_finished_runs(tmp_
     main(["ablate", str(spec), "--no-progress"])
     assert ran == []  # all four finished before
     assert list(csv.DictReader((out / "results.csv").open())) == rows
+
+
+def test_an_ablation_variant_may_start_from_its_own_config_and_seed_keys_follow_the_seed(tmp_path):
+    from instructrec.studies.ablation import Ablation, AblationSpec
+
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "multi_vs_single", "base": "multi.yaml", "seeds": [3, 4], "seed_keys": ["data.init_args.seed"],
+        "overrides": {"trainer.max_epochs": 2},
+        "variants": {"multi-task": {}, "single": {"base": "single.yaml", "overrides": {"trainer.max_epochs": 1}}}}))
+    runs = Ablation(AblationSpec.read(path), out=tmp_path / "out").run_specs()
+    assert [(variant, seed, spec.config, spec.overrides) for variant, seed, spec in runs] == [
+        ("multi-task", 3, "multi.yaml", {"trainer.max_epochs": 2, "data.init_args.seed": 3}),
+        ("single", 3, "single.yaml", {"trainer.max_epochs": 1, "data.init_args.seed": 3}),
+        ("multi-task", 4, "multi.yaml", {"trainer.max_epochs": 2, "data.init_args.seed": 4}),
+        ("single", 4, "single.yaml", {"trainer.max_epochs": 1, "data.init_args.seed": 4}),
+    ]
+    path.write_text(yaml.safe_dump({"name": "x", "base": "b.yaml", "variants": {"v": {"config": "c.yaml"}}}))
+    with pytest.raises(InputError, match=r"variant 'v': unknown key\(s\) \['config'\]; a variant takes \['base', 'overlays', 'overrides'\]"):
+        AblationSpec.read(path)
 
 
 def test_the_live_view_survives_runs_that_draw_a_rich_progress_bar(tmp_path, monkeypatch, capsys):

@@ -7,6 +7,7 @@ The spec (YAML)::
     overlays: []                                # configs merged onto the base in every run
     overrides: {}                               # dotted keys set in every run
     seeds: [0, 1, 2]
+    seed_keys: []                               # dotted keys set to each run's seed (e.g. a data split's seed)
     metrics: [test/score]                       # tabulated (the first is plotted); default every test/ metric
     lower_is_better: []                         # metrics where less is better (the bold goes to the least)
     scale: 100                                  # table values are scaled by this (e.g. accuracy in %)
@@ -17,12 +18,13 @@ The spec (YAML)::
       full: {}
       no_soft: {overrides: {model.init_args.soft_weight: 0.0}}
       hidden_attention: {overlays: [configs/distill/variants/hidden_attention.yaml]}
+      single_task: {base: configs/other.yaml}   # a variant may start from another config
 
 Every run is ``instructrec fit`` with ``test_after_fit`` under ``<out>/runs/<variant>/seed-<s>/``;
 its test metrics go to ``metrics.json`` there, and a run that has one is not run again (resume).
-Then ``results.csv`` (a row per run), ``results.md`` and ``results.tex`` (mean ± std, n, the best
-in bold, the difference from the reference row with ``*``/``**`` for p < 0.05/0.01, see
-:mod:`.tables`), ``results.png`` (the first metric, with error bars). Runs log to W&B when their
+Then ``results.csv`` (a row per run, with its wall time in seconds), ``results.md`` and
+``results.tex`` (mean ± std, n, the best in bold, the difference from the reference row with
+``*``/``**`` for p < 0.05/0.01, see :mod:`.tables`), ``results.png`` (the first metric, with error bars). Runs log to W&B when their
 config does, grouped by ``name`` with the variant as job type and the seed as a tag, and the table
 is logged as a W&B Table.
 """
@@ -41,9 +43,9 @@ from instructrec.errors import InputError
 from instructrec.studies import tables
 from instructrec.studies.runs import RunSpec, read_yaml, run
 
-SPEC_KEYS = {"name", "base", "overlays", "overrides", "seeds", "metrics", "lower_is_better", "scale", "digits",
-             "processes", "out", "variants", "reference"}
-VARIANT_KEYS = {"overlays", "overrides"}
+SPEC_KEYS = {"name", "base", "overlays", "overrides", "seeds", "seed_keys", "metrics", "lower_is_better", "scale",
+             "digits", "processes", "out", "variants", "reference"}
+VARIANT_KEYS = {"base", "overlays", "overrides"}
 METRICS_FILE = "metrics.json"
 
 
@@ -52,6 +54,7 @@ class Variant:
     name: str
     overlays: list[str] = field(default_factory=list)
     overrides: dict[str, Any] = field(default_factory=dict)
+    base: str | None = None  # the spec's base when None
 
 
 @dataclass
@@ -60,6 +63,7 @@ class AblationSpec:
     base: str
     variants: list[Variant]
     seeds: list[int] = field(default_factory=lambda: [0])
+    seed_keys: list[str] = field(default_factory=list)
     overlays: list[str] = field(default_factory=list)
     overrides: dict[str, Any] = field(default_factory=dict)
     metrics: list[str] | None = None
@@ -80,17 +84,19 @@ class AblationSpec:
             if key not in data:
                 raise InputError(f"the ablation spec needs {key!r}", source=str(path))
         if not isinstance(data["variants"], dict) or not data["variants"]:
-            raise InputError("variants must be a mapping of names to {overlays, overrides}", source=str(path))
+            raise InputError("variants must be a mapping of names to {base, overlays, overrides}", source=str(path))
         variants = []
         for name, options in data["variants"].items():
             options = options or {}
             bad = sorted(set(options) - VARIANT_KEYS)
             if bad:
                 raise InputError(f"variant {name!r}: unknown key(s) {bad}; a variant takes {sorted(VARIANT_KEYS)}", source=str(path))
-            variants.append(Variant(str(name), list(options.get("overlays") or []), dict(options.get("overrides") or {})))
+            variants.append(Variant(str(name), list(options.get("overlays") or []), dict(options.get("overrides") or {}),
+                                    str(options["base"]) if options.get("base") else None))
         spec = cls(
             name=str(data["name"]), base=str(data["base"]), variants=variants,
-            seeds=[int(s) for s in data.get("seeds", [0])], overlays=list(data.get("overlays") or []),
+            seeds=[int(s) for s in data.get("seeds", [0])], seed_keys=[str(k) for k in data.get("seed_keys") or []],
+            overlays=list(data.get("overlays") or []),
             overrides=dict(data.get("overrides") or {}), metrics=data.get("metrics"),
             lower_is_better=list(data.get("lower_is_better") or []), scale=float(data.get("scale", 1.0)),
             digits=int(data.get("digits", 2)), processes=int(data.get("processes", 1)),
@@ -119,8 +125,9 @@ class Ablation:
             for variant in self.spec.variants:
                 root = self.out / "runs" / _folder_name(variant.name) / f"seed-{seed}"
                 runs.append((variant.name, seed, RunSpec(
-                    self.spec.base, root, seed=seed, overlays=[*self.spec.overlays, *variant.overlays],
-                    overrides={**self.spec.overrides, **variant.overrides}, test=True,
+                    variant.base or self.spec.base, root, seed=seed, overlays=[*self.spec.overlays, *variant.overlays],
+                    overrides={**self.spec.overrides, **variant.overrides, **dict.fromkeys(self.spec.seed_keys, seed)},
+                    test=True,
                     logger={"group": self.spec.name, "job_type": variant.name, "tags": [self.spec.name, f"seed-{seed}"],
                             "name": f"{self.spec.name}-{variant.name}-seed{seed}"},
                 )))
@@ -164,6 +171,15 @@ class Ablation:
                 results.setdefault(variant, {})[seed] = json.loads(path.read_text(encoding="utf-8"))["metrics"]
         return results
 
+    def seconds(self) -> dict[tuple[str, int], float]:
+        """Each finished run's wall time (fit and test), ``{(variant, seed): seconds}``."""
+        times = {}
+        for variant, seed, spec in self.run_specs():
+            path = spec.root / METRICS_FILE
+            if path.is_file():
+                times[(variant, seed)] = float(json.loads(path.read_text(encoding="utf-8"))["seconds"])
+        return times
+
     def metrics(self, results: dict) -> list[str]:
         if self.spec.metrics:
             return list(self.spec.metrics)
@@ -191,16 +207,19 @@ class Ablation:
         cells = tables.summarise(results, metrics, self.spec.reference_variant, higher)
         paths = {"csv": self.out / "results.csv", "md": self.out / "results.md", "tex": self.out / "results.tex",
                  "png": self.out / "results.png"}
+        seconds = self.seconds()
         with paths["csv"].open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["variant", "seed", *metrics])
+            writer.writerow(["variant", "seed", *metrics, "seconds"])
             for variant, seeds in results.items():
                 for seed, values in sorted(seeds.items()):
-                    writer.writerow([variant, seed, *(values.get(m, "") for m in metrics)])
+                    writer.writerow([variant, seed, *(values.get(m, "") for m in metrics),
+                                     round(seconds.get((variant, seed), float("nan")), 1)])
         scale, digits = self.spec.scale, self.spec.digits
         note = (f"Mean ± std over seeds {self.spec.seeds} (values x {scale:g}); bold: the best; in brackets the difference "
                 f"from `{self.spec.reference_variant}` with * p < 0.05, ** p < 0.01 (paired t-test on shared seeds, else Welch).")
-        markdown = [f"# Ablation: {self.spec.name}", "", f"Base config: `{self.spec.base}`.", "",
+        own_bases = "".join(f" `{v.name}` starts from `{v.base}`." for v in self.spec.variants if v.base)
+        markdown = [f"# Ablation: {self.spec.name}", "", f"Base config: `{self.spec.base}`.{own_bases}", "",
                     tables.render_markdown(cells, metrics, scale=scale, digits=digits), "", note, ""]
         if command:
             markdown += ["Command:", "", "```bash", command, "```", ""]

@@ -18,8 +18,22 @@ from instructrec.errors import InputError
 
 
 def cli_arguments(overrides: dict[str, Any]) -> list[str]:
-    """``--key=value`` per override; non-strings as JSON (which jsonargparse reads as YAML)."""
-    return [f"--{key}={value if isinstance(value, str) else json.dumps(value)}" for key, value in overrides.items()]
+    """``--key=value`` per override. jsonargparse reads each value as YAML, so values go as JSON,
+    except strings that YAML reads back unchanged (paths, class names): ``single: sentiment``
+    would otherwise arrive as a mapping."""
+    return [f"--{key}={_cli_value(value)}" for key, value in overrides.items()]
+
+
+def _cli_value(value: Any) -> str:
+    import yaml
+
+    if isinstance(value, str):
+        try:
+            if yaml.safe_load(value) == value:
+                return value
+        except yaml.YAMLError:
+            pass
+    return json.dumps(value, ensure_ascii=False)
 
 
 def apply_overrides(config: dict, overrides: dict[str, Any]) -> dict:
