@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,7 +25,7 @@ from instructrec.recommendation.instructions import sample_pairs, write_instruct
 from instructrec.recommendation.movielens import Interaction, Movie
 from instructrec.recommendation.protocol import (
     Split, cold_users, evaluate, expected_rank, full_rank_metrics, leave_one_out, load_candidates, rank_metrics,
-    sample_candidates, save_candidates, warm_cold_metrics,
+    sample_candidates, save_candidates, user_history, warm_cold_metrics,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -260,3 +261,36 @@ def test_movielens_popularity_on_99_sampled_negatives():
     assert movies["1"].text() == "Toy Story (1995; Animation, Children's, Comedy)"
     metrics = evaluate(Popularity(split), sample_candidates(split, list(movies), seed=0))
     assert 0.35 < metrics["hr@10"] < 0.47 and 0.18 < metrics["ndcg@10"] < 0.28  # the issue measured 0.405 / 0.227
+
+
+def test_user_history_is_everything_before_the_stage_item():
+    split = Split({"u": ["a", "b", "c"]}, {"u": "d"}, {"u": "e"})
+    assert user_history(split, "u", "test") == ["a", "b", "c", "d"]
+    assert user_history(split, "u", "val") == ["a", "b", "c"]
+    assert user_history(split, "u", "test", length=2) == ["c", "d"]
+    with pytest.raises(InputError, match="unknown user 'x'"):
+        user_history(split, "x")
+
+
+def test_item_text_similarity_is_the_cosine_with_the_mean_of_the_recent_items():
+    from instructrec import backbones
+    from instructrec.recommendation.text_similarity import ItemTextSimilarity
+    from instructrec.retrieval.dense import encode_texts
+
+    movies, interactions = synthetic()
+    split = leave_one_out(interactions)
+    encoder, tokenizer = backbones.load_encoder("tiny-bert"), backbones.load_tokenizer("tiny-bert")
+    recommender = ItemTextSimilarity(movies, split, encoder=encoder, tokenizer=tokenizer, history_length=3, progress=False)
+    user = "4"
+    history = split.train[user][-2:] + [split.valid[user]]  # the test stage sees the validation item
+    candidates = ["i0", "i1", split.test[user], history[-1]]
+    reference = encode_texts(encoder, tokenizer, [movies[i].text() for i in history + candidates], progress=False)
+    profile = torch.nn.functional.normalize(reference[:3].mean(0), dim=0)
+    assert recommender.score(user, candidates) == pytest.approx((reference[3:] @ profile).tolist(), abs=1e-5)
+    # with a history of one item, that item is its own best match
+    one = ItemTextSimilarity(movies, split, encoder=encoder, tokenizer=tokenizer, history_length=1, progress=False)
+    scores = one.score(user, list(movies))
+    assert list(movies)[scores.index(max(scores))] == split.valid[user] and max(scores) == pytest.approx(1.0, abs=1e-5)
+    assert math.isfinite(evaluate(recommender, sample_candidates(split, list(movies), negatives=20))["ndcg@10"])
+    with pytest.raises(InputError, match=r"unknown item\(s\) \['nope'\]"):
+        recommender.score(user, ["nope"])

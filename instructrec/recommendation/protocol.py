@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from instructrec.errors import InputError
 from instructrec.recommendation.movielens import Interaction
 
 CUTOFFS = (1, 5, 10)
@@ -56,6 +57,20 @@ def leave_one_out(interactions: Iterable[Interaction]) -> Split:
             continue
         split.train[user], split.valid[user], split.test[user] = items[:-2], items[-2], items[-1]
     return split
+
+
+def user_history(split: Split, user: str, stage: str = "test", length: int | None = None) -> list[str]:
+    """The items a scorer may see of ``user`` when ranking the ``stage`` item, oldest first (the last
+    ``length`` of them): for ``test``, the training history and the validation item (everything
+    before the test item); for ``val``, the training history alone."""
+    if stage not in ("test", "val"):
+        raise ValueError(f"stage must be 'test' or 'val', got {stage!r}")
+    if user not in split.train:
+        raise InputError(f"unknown user {user!r}: not in the split's training data")
+    items = split.train[user] + ([split.valid[user]] if stage == "test" and user in split.valid else [])
+    if not items:
+        raise InputError(f"user {user!r} has an empty history: nothing to recommend from")
+    return items[-length:] if length else items
 
 
 def sample_candidates(split: Split, items: Sequence[str], stage: str = "test", negatives: int = 99, seed: int = 0) -> dict[str, list[str]]:

@@ -20,7 +20,7 @@ from instructrec.instructions import Instruction, parse_instruction, render
 from instructrec.instructions.templates import NextItemTemplate
 from instructrec.predictions import predict_batch
 from instructrec.recommendation.movielens import Movie
-from instructrec.recommendation.protocol import Split
+from instructrec.recommendation.protocol import Split, user_history
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +101,7 @@ class InstructionRanker:
         """The item ids shown as ``user``'s history: the last ``history_length`` before the stage's item."""
         if self.split is None or self.movies is None:
             raise InputError("scoring a user needs the movies and the split: InstructionRanker(model, movies, split)")
-        if user not in self.split.train:
-            raise InputError(f"unknown user {user!r}: not in the split's training data")
-        items = self.split.train[user] + ([self.split.valid[user]] if self.stage == "test" and user in self.split.valid else [])
-        if not items:
-            raise InputError(f"user {user!r} has an empty history: nothing to recommend from")
-        return items[-self.history_length:]
+        return user_history(self.split, user, self.stage, self.history_length)
 
     def score(self, user: str, items: Sequence[str]) -> list[float]:
         """P(yes) for each item as ``user``'s next one (higher = better), as the protocol's scorers give."""

@@ -56,6 +56,9 @@ class KnowledgeBase:
     def __getitem__(self, index: int) -> Passage:
         return self.passages[index]
 
+    def __contains__(self, passage_id: object) -> bool:
+        return passage_id in self._position
+
     def position(self, passage_id: str) -> int:
         return self._position[passage_id]
 
