@@ -8,6 +8,8 @@ model card (``README.md``: family, backbone, tasks and labels, recorded metrics,
   (:class:`~instructrec.distill.GenerationDistillationModule`'s student): a transformers
   ``AutoModelForCausalLM`` folder with its tokenizer (chat template included) and generation
   config, LoRA adapters merged into the weights; ``generate`` on it gives the module's answers;
+* :class:`~instructrec.recommendation.two_tower.TwoTowerModule`: its encoder folder (both towers
+  share it), as the multi-task format's encoder without heads;
 * :class:`~instructrec.models.MultiTaskModule` and a distilled student
   (:class:`~instructrec.distill.DistillationModule`'s ``student``; the teacher stays behind): the
   encoder folder plus the heads, below.
@@ -73,7 +75,8 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path) -> Path:
     model = module_from_checkpoint(saved, str(checkpoint))
     family = type(model).__name__
     writers = {"MultiTaskModule": _export_heads, "DistillationModule": _export_student, "QAReasoningModule": _export_reader,
-               "GenerationModule": _export_causal_lm, "GenerationDistillationModule": _export_causal_lm}
+               "GenerationModule": _export_causal_lm, "GenerationDistillationModule": _export_causal_lm,
+               "TwoTowerModule": _export_two_tower}
     if family not in writers:  # pragma: no cover - load_module only builds registered families
         raise CheckpointError(f"holds a {family}, which export does not know", source=str(checkpoint))
     out = Path(output_dir)
@@ -119,6 +122,18 @@ def _export_causal_lm(model, out: Path) -> dict:
     tasks = {name: {"type": spec["type"], "output": "generated text"} for name, spec in model.tasks.items()}
     return {"tasks": tasks, "loads_with": "AutoModelForCausalLM (prompts through the tokenizer's chat template)",
             "decoding": dict(model.hparams["decoding"])}
+
+
+def _export_two_tower(model, out: Path) -> dict:
+    """A two-tower recommender: its one encoder folder (both towers share it); an embedding is the
+    unit-length masked mean of ``last_hidden_state``, a user's input the history text of
+    :func:`instructrec.recommendation.two_tower.history_text`."""
+    from instructrec.recommendation.two_tower import SEPARATOR
+
+    save_encoder(model, out)
+    return {"tasks": {"next_item": {"type": "two_tower", "output": "cosine of user and item embeddings"}},
+            "loads_with": "AutoModel (embedding: normalised mean of last_hidden_state over attention_mask)",
+            "history_separator": SEPARATOR, "temperature": float(model.hparams["temperature"])}
 
 
 def _write_encoder_and_heads(encoder, heads, tasks: dict, backbone: str, output_dir: Path) -> dict:

@@ -294,3 +294,96 @@ def test_item_text_similarity_is_the_cosine_with_the_mean_of_the_recent_items():
     assert math.isfinite(evaluate(recommender, sample_candidates(split, list(movies), negatives=20))["ndcg@10"])
     with pytest.raises(InputError, match=r"unknown item\(s\) \['nope'\]"):
         recommender.score(user, ["nope"])
+
+
+def write_movielens_folder(folder: Path, movies, interactions) -> Path:
+    """The synthetic interactions in MovieLens-100K's file format (what the two-tower data reads)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "ml-100k.inter").write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n" + "".join(
+        f"{i.user}\t{i.item}\t{i.rating}\t{i.timestamp}\n" for i in interactions), encoding="latin-1")
+    (folder / "ml-100k.item").write_text("item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n" + "".join(
+        f"{m.item}\t{m.title}\t{m.year}\t{' '.join(m.genres)}\n" for m in movies.values()), encoding="latin-1")
+    return folder
+
+
+def test_two_tower_pairs_hold_no_test_item_and_queries_keep_the_latest_history(tmp_path):
+    from instructrec.recommendation.two_tower import TwoTowerDataModule, history_text
+
+    movies, interactions = synthetic()
+    split = leave_one_out(interactions)
+    data = TwoTowerDataModule(str(write_movielens_folder(tmp_path / "ml", movies, interactions)), tokenizer="tiny-bert",
+                              history_length=3, positions_per_user=4, batch_size=5, max_query_length=12)
+    data.setup("fit")
+    assert len(data.pairs["train"]) == 8 * 4 and len(data.pairs["val"]) == 8
+    reference = sample_pairs(split, sorted(movies), history_length=3, positions_per_user=4, negatives_per_positive=0)
+    for stage in ("train", "val"):
+        assert all(split.test[pair.user] not in (pair.candidate, *pair.history) for pair in reference[stage])
+        assert data.pairs[stage] == [(history_text([movies[i].text() for i in pair.history]), movies[pair.candidate].text(),
+                                      sorted(movies).index(pair.candidate)) for pair in reference[stage]]
+    user = "3"
+    train = split.train[user]
+    assert (history_text([movies[i].text() for i in train[-3:]]), movies[split.valid[user]].text(),
+            sorted(movies).index(split.valid[user])) in data.pairs["val"]
+    batch = data.collate(data.pairs["val"][:2])
+    assert batch["query_ids"].shape[1] == 12  # cut to max_query_length, from the left:
+    tokenizer = data._tokenizers["query"]
+    whole = tokenizer(data.pairs["val"][0][0], add_special_tokens=False)["input_ids"]
+    assert len(whole) > 10 and batch["query_ids"][0, 1:-1].tolist() == whole[-10:]  # [CLS] + the last 10 + [SEP]
+    assert batch["item_index"].tolist() == [r[2] for r in data.pairs["val"][:2]]
+
+
+def test_two_tower_in_batch_loss_masks_repeated_items_and_matches_the_reference():
+    from instructrec.recommendation.two_tower import TwoTowerModule
+
+    torch.manual_seed(0)
+    model = TwoTowerModule(backbone="tiny-bert", pretrained=False, temperature=0.1).eval()
+    ids = torch.randint(5, 60, (3, 7))
+    mask = torch.ones_like(ids)
+    batch = {"query_ids": ids, "query_mask": mask, "item_ids": ids[:, :4], "item_mask": mask[:, :4],
+             "item_index": torch.tensor([4, 9, 4])}  # rows 0 and 2 want the same item
+    logits = model.in_batch_logits(batch)
+    users, items = model.embed(ids, mask), model.embed(ids[:, :4], mask[:, :4])
+    expected = users @ items.T / 0.1
+    assert torch.allclose(logits.diagonal(), expected.diagonal(), atol=1e-6)
+    assert logits[0, 2] == logits[2, 0] == torch.finfo(logits.dtype).min  # not a negative of each other
+    assert torch.allclose(logits[0, 1], expected[0, 1]) and torch.allclose(logits[1, 0], expected[1, 0])
+    masked = expected.clone()
+    masked[0, 2] = masked[2, 0] = float("-inf")
+    reference = torch.nn.functional.cross_entropy(masked, torch.arange(3))
+    assert torch.allclose(torch.nn.functional.cross_entropy(logits, torch.arange(3)), reference, atol=1e-6)
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        TwoTowerModule(backbone="tiny-bert", pretrained=False, temperature=0)
+
+
+def test_two_tower_fits_from_its_config_scores_the_protocol_and_exports(tmp_path):
+    from transformers import AutoModel, AutoTokenizer
+
+    from instructrec.cli import main
+    from instructrec.export import export_checkpoint
+    from instructrec.recommendation.text_similarity import ItemTextSimilarity
+    from instructrec.recommendation.two_tower import history_text, mean_pooled
+
+    movies, interactions = synthetic()
+    split = leave_one_out(interactions)
+    folder = write_movielens_folder(tmp_path / "ml", movies, interactions)
+    main(["fit", "--config", str(ROOT / "configs" / "rec" / "movielens_two_tower.yaml"), "--model.init_args.backbone", "tiny-bert",
+          "--model.init_args.pretrained", "false", "--data.init_args.folder", str(folder), "--data.init_args.batch_size", "8",
+          "--data.init_args.history_length", "3", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+          "--trainer.default_root_dir", str(tmp_path / "run")])
+    checkpoint = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    scorer = ItemTextSimilarity.from_two_tower(checkpoint, movies, split, progress=False)
+    assert scorer.history_length == 3 and scorer.profile_kind == "history_text"
+    user, candidates = "5", ["i0", "i7", split.test["5"]]
+    scores = scorer.score(user, candidates)
+
+    out = export_checkpoint(checkpoint, tmp_path / "export")
+    encoder, tokenizer = AutoModel.from_pretrained(out).eval(), AutoTokenizer.from_pretrained(out)
+    tokenizer.truncation_side = "left"
+    history = history_text([movies[i].text() for i in split.train[user][-2:] + [split.valid[user]]])
+    with torch.no_grad():
+        query = tokenizer([history], truncation=True, max_length=192, return_tensors="pt")
+        items = tokenizer([movies[i].text() for i in candidates], padding=True, truncation=True, max_length=64, return_tensors="pt")
+        reference = (mean_pooled(encoder, items["input_ids"], items["attention_mask"])
+                     @ mean_pooled(encoder, query["input_ids"], query["attention_mask"])[0])
+    assert scores == pytest.approx(reference.tolist(), abs=1e-5)  # the exported encoder scores as the scorer does
+    assert "TwoTowerModule" in (out / "README.md").read_text(encoding="utf-8")

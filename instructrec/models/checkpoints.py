@@ -28,6 +28,7 @@ _FAMILIES = {
     "DistillationModule": ("instructrec.distill", "instructrec.distill.module"),
     "GenerationModule": ("instructrec.models", "instructrec.models.generation"),
     "GenerationDistillationModule": ("instructrec.distill", "instructrec.distill.generation"),
+    "TwoTowerModule": ("instructrec.recommendation", "instructrec.recommendation.two_tower"),
 }
 MODULE_CLASSES: dict[str, tuple[str, str]] = {
     f"{package}.{name}": (defining, name)

@@ -1,10 +1,12 @@
-"""``ItemTextSimilarity``: a content-based recommender over item texts, the fast first stage.
+"""``ItemTextSimilarity``: a recommender over item texts, the fast first stage.
 
 Every item's text (``Toy Story (1995; Animation, Children's, Comedy)``) is embedded once by the
 dense retriever (:class:`~instructrec.retrieval.dense.DenseRetriever`: mean-pooled, unit-length
-MiniLM vectors, cached on disk); a user's profile is the normalised mean of the embeddings of the
-last ``history_length`` items they interacted with, and an item's score is its cosine with the
-profile. Scoring 100 candidates is then one small matrix-vector product, and full ranking over
+vectors, cached on disk); a user's profile is either the normalised mean of the embeddings of the
+last ``history_length`` items they interacted with (``profile="items"``: content-based, works
+with the untrained MiniLM) or the embedding of their history as one text (``"history_text"``: the
+user tower of a trained :class:`~.two_tower.TwoTowerModule`, :meth:`ItemTextSimilarity.from_two_tower`),
+and an item's score is its cosine with the profile. Scoring 100 candidates is then one small matrix-vector product, and full ranking over
 every item costs no more per item, which is what a candidate generator for a slower ranker needs.
 It never sees an interaction count, so an item with none is ranked by its text alone (the cold
 items of :func:`~.protocol.cold_users`).
@@ -20,8 +22,12 @@ import torch
 from instructrec.errors import InputError
 from instructrec.recommendation.movielens import Movie
 from instructrec.recommendation.protocol import Split, user_history
-from instructrec.retrieval.dense import DenseRetriever
+from instructrec.recommendation.two_tower import history_text
+from instructrec.retrieval.dense import DenseRetriever, encode_texts
 from instructrec.retrieval.knowledge_base import KnowledgeBase, Passage
+
+
+PROFILES = ("items", "history_text")
 
 
 class ItemTextSimilarity:
@@ -33,21 +39,51 @@ class ItemTextSimilarity:
         backbone: the encoder (:func:`instructrec.backbones.load_encoder` names; default MiniLM-L6),
             or ``encoder`` and ``tokenizer`` already loaded (``model_id`` then names them for the cache).
         history_length: the last items of a user's history that make the profile (``None``: all).
+        profile: ``items`` (mean of the items' embeddings) or ``history_text`` (the history's text,
+            :func:`~.two_tower.history_text`, embedded; truncated from the left to ``max_query_length``).
         stage: ``test``: the history includes the validation item; ``val``: training history only.
         cache_dir: where the item embeddings are kept between runs (``None``: recomputed).
     """
 
     def __init__(self, movies: Mapping[str, Movie], split: Split, *, backbone: str = "minilm-l6", encoder=None,
                  tokenizer=None, model_id: str | None = None, history_length: int | None = 10, stage: str = "test",
-                 cache_dir: str | Path | None = None, progress: bool = True) -> None:
+                 profile: str = "items", max_query_length: int = 192, cache_dir: str | Path | None = None,
+                 progress: bool = True) -> None:
         if not movies:
             raise InputError("no items to score: the movies mapping is empty")
-        self.split, self.history_length, self.stage = split, history_length, stage
+        if profile not in PROFILES:
+            raise InputError(f"profile must be one of {PROFILES}, got {profile!r}")
+        self.movies, self.split, self.history_length, self.stage = movies, split, history_length, stage
+        self.profile_kind, self.max_query_length = profile, max_query_length
+        self._profiles: dict[str, torch.Tensor] = {}
         items = KnowledgeBase(Passage(item, movie.text()) for item, movie in movies.items())
         self.retriever = DenseRetriever(items, backbone, encoder=encoder, tokenizer=tokenizer, model_id=model_id,
                                         cache_dir=cache_dir, max_length=64, batch_size=64, progress=progress)
         self.items = items
         self.embeddings = self.retriever.passage_embeddings  # (items, hidden), unit rows
+        if profile == "history_text":
+            import copy
+
+            self.query_tokenizer = copy.deepcopy(self.retriever.tokenizer)
+            self.query_tokenizer.truncation_side = "left"  # as in training: the latest items stay
+
+    @classmethod
+    def from_two_tower(cls, checkpoint: str | Path, movies: Mapping[str, Movie], split: Split, *,
+                       history_length: int | None = None, **options) -> "ItemTextSimilarity":
+        """The trained two-tower model of ``checkpoint`` (read by the safe loader) as a scorer, with
+        the history length and query length it was trained with unless given."""
+        from instructrec.models.checkpoints import load_module, read_checkpoint
+        from instructrec import backbones
+
+        saved = read_checkpoint(checkpoint)
+        model = load_module(checkpoint)
+        data = (saved.get("datamodule_hyper_parameters") or {})
+        backbone = model.hparams["backbone"]
+        options.setdefault("max_query_length", int(data.get("max_query_length", 192)))
+        return cls(movies, split, encoder=model.encoder, tokenizer=backbones.load_tokenizer(backbone),
+                   model_id=f"two-tower|{Path(checkpoint).resolve()}|{Path(checkpoint).stat().st_mtime_ns}",
+                   history_length=history_length or int(data.get("history_length", 10)), profile="history_text",
+                   **options)
 
     def rows(self, items: Sequence[str]) -> torch.Tensor:
         unknown = [item for item in items if item not in self.items]
@@ -56,9 +92,18 @@ class ItemTextSimilarity:
         return torch.tensor([self.items.position(item) for item in items], dtype=torch.long)
 
     def profile(self, user: str) -> torch.Tensor:
-        """The user's unit profile vector: the normalised mean of their recent items' embeddings."""
-        history = user_history(self.split, user, self.stage, self.history_length)
-        return torch.nn.functional.normalize(self.embeddings[self.rows(history)].mean(0), dim=0)
+        """The user's unit profile vector (computed once per user)."""
+        if user not in self._profiles:
+            history = user_history(self.split, user, self.stage, self.history_length)
+            if self.profile_kind == "items":
+                vector = torch.nn.functional.normalize(self.embeddings[self.rows(history)].mean(0), dim=0)
+            else:
+                self.rows(history)  # unknown items are refused here too
+                text = history_text([self.movies[item].text() for item in history])
+                vector = encode_texts(self.retriever.encoder, self.query_tokenizer, [text],
+                                      max_length=self.max_query_length, progress=False)[0]
+            self._profiles[user] = vector
+        return self._profiles[user]
 
     def score(self, user: str, items: Sequence[str]) -> list[float]:
         """Cosine of each item with ``user``'s profile (higher = better), as the protocol's scorers give."""
