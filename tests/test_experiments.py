@@ -161,3 +161,22 @@ def test_instruction_parser(run_smoke):
         (name, method) for name in sets for method in ("rules", "learned", "auto"))
     assert_finite(rows, ["n", "task_acc", "field_em", "span_f1", "language_acc"])
     assert (out / "failures.md").read_text(encoding="utf-8").startswith("# What still fails")
+
+
+def test_distill_compare_checks_each_reproduced_mean_against_two_committed_stds():
+    spec = importlib.util.spec_from_file_location("distill_compare", EXPERIMENTS / "distill_sst2" / "compare.py")
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+    committed = [{"variant": "full", "student_acc": a, "retention": "0.9", "speedup": "2.0"} for a in ("0.80", "0.82", "0.84")]
+    committed += [{"variant": "random", "student_acc": "0.5", "retention": "0.5", "speedup": s} for s in ("1.9", "2.0", "2.1")]
+    reproduced = [{"variant": "full", "test/sst2/acc": a, "test/retention": "0.9", "test/speedup": "2.0"} for a in ("0.86", "0.87")]
+    reproduced += [{"variant": "random", "test/sst2/acc": "0.5", "test/retention": "0.51", "test/speedup": "2.4"}]
+    lines = compare.agreement(committed, reproduced).splitlines()[2:]
+    assert lines == [
+        "| full | dev accuracy (%) | 82.00 ± 2.00 | 86.50 ± 0.71 | +4.50 | 2.3 | **no** |",  # 4.5 / 2.0 in floats: 2.2500000000000004
+        "| random | dev accuracy (%) | 50.00 ± 0.00 | 50.00 | +0.00 | - | yes |",
+        "| full | retention (%) | 90.00 ± 0.00 | 90.00 ± 0.00 | +0.00 | - | yes |",
+        "| random | retention (%) | 50.00 ± 0.00 | 51.00 | +1.00 | - | **no** |",
+        "| full | speed-up (x) | 2.00 ± 0.00 | 2.00 ± 0.00 | +0.00 | - | yes |",
+        "| random | speed-up (x) | 2.00 ± 0.10 | 2.40 | +0.40 | 4.0 | **no** |",
+    ]

@@ -5,7 +5,8 @@ HR@10/NDCG@10. Every system is reported over all test users, and separately over
 cold ones (test item with fewer than --threshold training interactions). Systems: popularity
 (counted per training interaction), item-text similarity (``ItemTextSimilarity``: the cosine
 between an item's MiniLM embedding and the mean of the user's last --text_history items', no
-training) and, with --ranker CKPT, the instruction ranker
+training), with --two_tower CKPT the trained two-tower model (``configs/rec/movielens_two_tower.yaml``)
+and, with --ranker CKPT, the instruction ranker
 (``configs/rec/movielens_ranker.yaml``; its full ranking, ~1.5M instructions, only with
 --ranker_full_ranking). Only aggregate figures are written here: MovieLens may not be redistributed.
 
@@ -42,12 +43,16 @@ def main(argv=None) -> None:
     parser.add_argument("--ranker_full_ranking", action="store_true", help="also rank every unseen item with the ranker (slow)")
     parser.add_argument("--batch_size", type=int, default=256, help="the ranker's instructions per forward pass")
     parser.add_argument("--text_history", type=int, default=10, help="items of history in item-text similarity's profile")
+    parser.add_argument("--two_tower", default=None, help="a two-tower checkpoint (configs/rec/movielens_two_tower.yaml)")
     args = common.parse(parser, argv, HERE, work_dir="runs/experiments/rec_movielens")
     movies = read_movies()
     split = leave_one_out(read_interactions())
     systems = {"popularity": Popularity(split),
                "item-text similarity": ItemTextSimilarity(movies, split, history_length=args.text_history,
                                                           cache_dir=Path(args.work_dir) / "cache")}
+    if args.two_tower:
+        systems["two-tower"] = ItemTextSimilarity.from_two_tower(args.two_tower, movies, split,
+                                                                 cache_dir=Path(args.work_dir) / "cache")
     if args.ranker:
         from instructrec.recommendation.ranker import InstructionRanker
 
