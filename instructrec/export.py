@@ -128,12 +128,13 @@ def _export_two_tower(model, out: Path) -> dict:
     """A two-tower recommender: its one encoder folder (both towers share it); an embedding is the
     unit-length masked mean of ``last_hidden_state``, a user's input the history text of
     :func:`instructrec.recommendation.two_tower.history_text`."""
-    from instructrec.recommendation.two_tower import SEPARATOR
+    from instructrec.recommendation.two_tower import history_text
 
     save_encoder(model, out)
     return {"tasks": {"next_item": {"type": "two_tower", "output": "cosine of user and item embeddings"}},
             "loads_with": "AutoModel (embedding: normalised mean of last_hidden_state over attention_mask)",
-            "history_separator": SEPARATOR, "temperature": float(model.hparams["temperature"])}
+            "user_text_example": history_text(["Heat (1995; Action, Crime, Thriller)", "Babe (1995; Comedy)"]),
+            "temperature": float(model.hparams["temperature"])}
 
 
 def _write_encoder_and_heads(encoder, heads, tasks: dict, backbone: str, output_dir: Path) -> dict:

@@ -355,7 +355,7 @@ def test_two_tower_in_batch_loss_masks_repeated_items_and_matches_the_reference(
         TwoTowerModule(backbone="tiny-bert", pretrained=False, temperature=0)
 
 
-def test_two_tower_fits_from_its_config_scores_the_protocol_and_exports(tmp_path):
+def test_two_tower_fits_from_its_config_scores_the_protocol_exports_and_recommends(tmp_path, capsys):
     from transformers import AutoModel, AutoTokenizer
 
     from instructrec.cli import main
@@ -387,3 +387,15 @@ def test_two_tower_fits_from_its_config_scores_the_protocol_and_exports(tmp_path
                      @ mean_pooled(encoder, query["input_ids"], query["attention_mask"])[0])
     assert scores == pytest.approx(reference.tolist(), abs=1e-5)  # the exported encoder scores as the scorer does
     assert "TwoTowerModule" in (out / "README.md").read_text(encoding="utf-8")
+
+    # `instructrec recommend` ranks a written instruction's options by the same cosines
+    from instructrec.instructions.templates import NextItemTemplate
+
+    history_items = [movies[i].text() for i in split.train[user][-2:] + [split.valid[user]]]
+    instruction = render(NextItemTemplate("en").ranking(history_items, [movies[i].text() for i in candidates]))
+    capsys.readouterr()
+    main(["recommend", "--ckpt", str(checkpoint), instruction, "--json"])
+    ranked = json.loads(capsys.readouterr().out)["ranking"]
+    expected = sorted(zip((movies[i].text() for i in candidates), scores), key=lambda pair: -pair[1])
+    assert [r["option"] for r in ranked] == [option for option, _ in expected]
+    assert [r["score"] for r in ranked] == pytest.approx([score for _, score in expected], abs=1e-5)

@@ -65,7 +65,7 @@ class ItemTextSimilarity:
             import copy
 
             self.query_tokenizer = copy.deepcopy(self.retriever.tokenizer)
-            self.query_tokenizer.truncation_side = "left"  # as in training: the latest items stay
+            self.query_tokenizer.truncation_side = "left"  # as in training (two_tower.query_tokenizer): the latest items stay
 
     @classmethod
     def from_two_tower(cls, checkpoint: str | Path, movies: Mapping[str, Movie], split: Split, *,

@@ -14,7 +14,10 @@ nobody has interacted with is ranked by its text alone.
 * :class:`TwoTowerDataModule`: leakage-free training pairs from the leave-one-out split
   (:func:`~.instructions.sample_pairs`: the training history's last positions; validation: the
   validation item after the whole training history; the test item nowhere);
-* :func:`history_text`: the user tower's input, the one place that says how a history reads;
+* :func:`history_text`: the user tower's input, the history as a ranking instruction's ``Text:``
+  reads (:meth:`~instructrec.instructions.templates.NextItemTemplate.history_text`), so the
+  model ranks the options of an instruction a user writes (:func:`rank_instruction`,
+  ``instructrec recommend``) from the text it was trained on;
 * scoring under the protocol: :class:`~.text_similarity.ItemTextSimilarity` with
   ``profile="history_text"`` on the trained encoder (:meth:`ItemTextSimilarity.from_two_tower`).
 """
@@ -33,13 +36,40 @@ from instructrec.data.resumable import EpochShuffleSampler, ResumableData, Resum
 from instructrec.models.optim import adamw_with_warmup
 
 TASKS = {"next_item": {"type": "two_tower"}}
-SEPARATOR = " | "
 
 
-def history_text(items: Sequence[str]) -> str:
-    """The user tower's input: the history's item texts, oldest first (tokenised with left
-    truncation, so a long history loses its oldest items, never its latest)."""
-    return SEPARATOR.join(items)
+def history_text(items: Sequence[str], language: str = "en") -> str:
+    """The user tower's input: the history's item texts, oldest first, worded as a ranking
+    instruction's text ("The user watched, in order: A; B."); tokenised with left truncation, so a
+    long history loses its oldest items, never its latest."""
+    from instructrec.instructions.templates import NextItemTemplate
+
+    return NextItemTemplate(language).history_text(items)
+
+
+def query_tokenizer(backbone: str):
+    """The backbone's tokenizer, truncating from the left (a history's latest items stay)."""
+    tokenizer = backbones.load_tokenizer(backbone)
+    tokenizer.truncation_side = "left"
+    return tokenizer
+
+
+def rank_instruction(model: "TwoTowerModule", text: str, max_query_length: int = 192) -> list[tuple[str, float]]:
+    """A listwise instruction (the history as its ``Text:``, the candidates as ``Options:``) -> its
+    options with their cosine to the history, best first (ties keep the written order)."""
+    from instructrec.errors import InputError
+    from instructrec.instructions import parse_instruction
+    from instructrec.retrieval.dense import encode_texts
+
+    ranking = parse_instruction(text)
+    if ranking.task != "classification" or not ranking.fields.get("options"):
+        raise InputError(f"a ranking instruction lists its candidates under 'Options:'; this one reads as {ranking.task}")
+    backbone = model.hparams["backbone"]
+    user = encode_texts(model.encoder, query_tokenizer(backbone), [ranking.fields["text"]], max_length=max_query_length,
+                        progress=False)[0]
+    options = ranking.fields["options"]
+    items = encode_texts(model.encoder, backbones.load_tokenizer(backbone), options, max_length=64, progress=False)
+    return sorted(zip(options, (items @ user).tolist()), key=lambda pair: -pair[1])
 
 
 def mean_pooled(encoder, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -154,8 +184,7 @@ class TwoTowerDataModule(ResumableData, L.LightningDataModule):
         self.pairs = {stage: [(history_text([movies[i].text() for i in pair.history]), movies[pair.candidate].text(),
                                index[pair.candidate]) for pair in pairs if pair.history]
                       for stage, pairs in sampled.items()}
-        self._tokenizers = {side: backbones.load_tokenizer(self.tokenizer_name) for side in ("query", "item")}
-        self._tokenizers["query"].truncation_side = "left"  # keep the latest items of a long history
+        self._tokenizers = {"query": query_tokenizer(self.tokenizer_name), "item": backbones.load_tokenizer(self.tokenizer_name)}
 
     def collate(self, rows: list[tuple[str, str, int]]) -> dict[str, torch.Tensor]:
         queries = self._tokenizers["query"]([r[0] for r in rows], padding=True, truncation=True,
