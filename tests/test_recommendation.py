@@ -7,6 +7,7 @@ synthetic interactions."""
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 import json
 import math
 from pathlib import Path
@@ -371,10 +372,20 @@ def test_two_tower_fits_from_its_config_scores_the_protocol_exports_and_recommen
           "--data.init_args.history_length", "3", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
           "--trainer.default_root_dir", str(tmp_path / "run")])
     checkpoint = tmp_path / "run" / "checkpoints" / "best.ckpt"
-    scorer = ItemTextSimilarity.from_two_tower(checkpoint, movies, split, progress=False)
+    scorer = ItemTextSimilarity.from_two_tower(checkpoint, movies, split, progress=False, temperature=1.0)  # cosines
     assert scorer.history_length == 3 and scorer.profile_kind == "history_text"
     user, candidates = "5", ["i0", "i7", split.test["5"]]
     scores = scorer.score(user, candidates)
+    # the popularity correction adds weight * log(1 + training interactions) to cosine / temperature
+    corrected = ItemTextSimilarity.from_two_tower(checkpoint, movies, split, progress=False, popularity_weight=0.5)
+    assert corrected.temperature == 0.05  # the model's
+    counts = Counter(item for history in split.train.values() for item in history)
+    assert corrected.score(user, candidates) == pytest.approx(
+        [score / 0.05 + 0.5 * math.log1p(counts[item]) for score, item in zip(scores, candidates)], abs=1e-4)
+    swept = corrected.reweighted(2.0)  # shares the profiles, changes only the weight
+    assert swept.score(user, candidates) == pytest.approx(
+        [score / 0.05 + 2.0 * math.log1p(counts[item]) for score, item in zip(scores, candidates)], abs=1e-4)
+    assert corrected.popularity_weight == 0.5 and swept._profiles is corrected._profiles
 
     out = export_checkpoint(checkpoint, tmp_path / "export")
     encoder, tokenizer = AutoModel.from_pretrained(out).eval(), AutoTokenizer.from_pretrained(out)
