@@ -4,9 +4,11 @@
 feature, a double loop over start tokens and end tokens (at most ``max_answer_length`` tokens
 apart) with plain Python checks, all spans of an example sorted best first (ties: feature, start,
 end), the first ``n_best`` distinct texts. ``topk_loop_postprocess`` is the loop most code bases
-run (Hugging Face's ``postprocess_qa_predictions``): only the ``n_best`` best start and end tokens
-of each feature are paired, so it can miss the best valid span; it is timed by the benchmark, not
-compared in tests.
+run: only the ``n_best`` best start and end tokens of each feature are paired, so it can miss the
+best valid span; it returns the best text alone. ``topk_nbest_postprocess`` is the same search
+as Hugging Face's ``run_qa`` example does it (``utils_qa.postprocess_qa_predictions``): every
+pair it keeps as a dict, the ``n_best`` best sorted out with their texts and softmax
+probabilities. Both are timed by the benchmark, not compared in tests.
 
 Shared by ``tests/test_qa_postprocess.py`` and ``experiments/benchmarks/qa_postprocess.py``.
 """
@@ -116,3 +118,40 @@ def topk_loop_postprocess(
                 if e not in best or score > best[e][0]:
                     best[e] = (score, contexts[e][offsets[s][0] : offsets[t][1]])
     return [best[e][1] if e in best else "" for e in range(len(contexts))]
+
+
+def topk_nbest_postprocess(
+    start_logits, end_logits, offset_mapping, example_index, contexts, *, n_best: int = 20, max_answer_length: int = 30
+) -> list[list[dict]]:
+    """The top-k loop with an n-best list per example, as ``run_qa`` builds it: dicts with offsets,
+    scores and logits; the best ``n_best`` get their text and a probability (texts not deduplicated)."""
+    start_logits, end_logits = np.asarray(start_logits), np.asarray(end_logits)
+    features_of = {e: [] for e in range(len(contexts))}
+    for f, e in enumerate(example_index):
+        features_of[int(e)].append(f)
+    results = []
+    for e, context in enumerate(contexts):
+        candidates = []
+        for f in features_of[e]:
+            offsets = offset_mapping[f]
+            starts = np.argsort(start_logits[f])[-1 : -n_best - 1 : -1].tolist()
+            ends = np.argsort(end_logits[f])[-1 : -n_best - 1 : -1].tolist()
+            for s in starts:
+                for t in ends:
+                    if s >= len(offsets) or t >= len(offsets) or offsets[s] is None or offsets[t] is None:
+                        continue
+                    if offsets[s][0] < 0 or offsets[t][0] < 0 or t < s or t - s + 1 > max_answer_length:
+                        continue
+                    candidates.append({"offsets": (offsets[s][0], offsets[t][1]),
+                                       "score": start_logits[f][s] + end_logits[f][t],
+                                       "start_logit": start_logits[f][s], "end_logit": end_logits[f][t]})
+        nbest = sorted(candidates, key=lambda c: c["score"], reverse=True)[:n_best]
+        for candidate in nbest:
+            candidate["text"] = context[candidate["offsets"][0] : candidate["offsets"][1]]
+        if nbest:
+            scores = np.array([c["score"] for c in nbest])
+            weights = np.exp(scores - scores.max())
+            for candidate, probability in zip(nbest, weights / weights.sum()):
+                candidate["probability"] = probability
+        results.append(nbest)
+    return results

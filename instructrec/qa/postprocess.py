@@ -127,24 +127,23 @@ def postprocess_qa_predictions(
         for i in range(0, n_features, chunk_size)
     ]
     candidates = _Candidates.concatenate(chunks, offset=[i for i in range(0, n_features, chunk_size)])
-    truncated = np.concatenate([c.truncated for c in chunks]) if chunks else np.zeros(0, bool)
-    floor = np.concatenate([c.floor for c in chunks]) if chunks else np.zeros(0)
+    truncated = np.concatenate([c.truncated for c in chunks]).tolist() if chunks else []
+    floor = np.concatenate([c.floor for c in chunks]).tolist() if chunks else []
     null = _null_scores(start, end, null_index) if version_2 else None
 
     features_of = [[] for _ in contexts]
     for f, e in enumerate(examples.tolist()):
         features_of[e].append(f)
-    by_example = candidates.group_by(examples)
+    spans_of = _distinct_spans(candidates, examples, contexts, n_best)
     predictions = []
-    for e, context in enumerate(contexts):
-        spans = _distinct_spans(by_example.get(e), context, n_best)
+    for e, spans in enumerate(spans_of):
         cut = [f for f in features_of[e] if truncated[f]]
         if cut and (len(spans) < n_best or spans[-1].score < max(floor[f] for f in cut)):
             # Rare: duplicate texts left fewer than n_best spans above a feature's cut-off.
             rows = np.asarray(features_of[e])
             full = _top_spans(start[rows], end[rows], offsets[rows], max_answer_length, None)
             full.feature = rows[full.feature]
-            spans = _distinct_spans(full.sorted(), context, n_best)
+            spans = _distinct_spans(full, examples, contexts, n_best)[e]
         predictions.append(
             _prediction(spans, null, features_of[e], n_best, version_2, null_threshold, null_index, start, end)
         )
@@ -187,29 +186,18 @@ class _Candidates:
         names = ("feature", "start", "end", "start_logit", "end_logit", "score", "start_char", "end_char")
         return _Candidates(*(getattr(self, n)[order] for n in names))
 
-    def sorted(self) -> "_Candidates":
-        """Best first; ties by feature, start token, end token (the reference loop's order)."""
-        return self.take(np.lexsort((self.end, self.start, self.feature, -self.score)))
-
-    def group_by(self, examples: np.ndarray) -> dict[int, "_Candidates"]:
-        example = examples[self.feature.astype(np.int64)] if len(self.feature) else np.zeros(0, np.int64)
-        order = np.lexsort((self.end, self.start, self.feature, -self.score, example))
-        ordered, example = self.take(order), example[order]
-        bounds = np.flatnonzero(np.diff(example)) + 1
-        starts, stops = np.r_[0, bounds], np.r_[bounds, len(example)]
-        return {int(example[a]): ordered.take(np.arange(a, b)) for a, b in zip(starts, stops) if b > a}
-
 
 def _top_spans(start: np.ndarray, end: np.ndarray, offsets: np.ndarray, max_len: int, keep: int | None) -> _Candidates:
     """Every valid span of the rows whose score reaches the row's ``keep``-th best (all if None).
 
     ``start, end``: ``(R, L)`` float64; ``offsets``: ``(R, L, 2)`` int64. Pruned search, exact:
 
-    1. per start token, the best span it can begin: its logit plus the best end logit within
-       reach, an upper bound on all its spans;
+    1. per start token, the best span it can begin: its logit plus the running maximum of the end
+       logits over the ``max_len`` tokens in reach, an upper bound on all its spans;
     2. a lower bound per row on its ``keep``-th best span: the ``keep``-th of those best spans;
-    3. only starts whose bound reaches the lower bound are expanded into all their spans (about
-       ``keep`` starts of ~300), the rest cannot hold a span of the row's top ``keep``.
+    3. only starts whose bound reaches the lower bound are expanded into their spans (about
+       ``keep`` starts of ~300), and only their spans that reach it are kept; the rest cannot be
+       in the row's top ``keep``.
     """
     rows, length = start.shape
     char_start, char_end = offsets[..., 0], offsets[..., 1]
@@ -218,19 +206,16 @@ def _top_spans(start: np.ndarray, end: np.ndarray, offsets: np.ndarray, max_len:
     if keep is None or length == 0:
         return _spans_from(start, end, char_start, char_end, token_ok, *np.nonzero(token_ok), width).with_cut(rows)
 
-    windows = sliding_window_view(
-        np.pad(np.where(token_ok, end, -np.inf), ((0, 0), (0, width - 1)), constant_values=-np.inf), width, axis=1
-    )[:, :length]
-    best_end = windows.max(axis=2)
-    bound = np.where(token_ok, np.where(token_ok, start, 0.0) + best_end, -np.inf)  # (R, L)
+    end_ok = np.where(token_ok, end, -np.inf)
+    bound = np.where(token_ok, np.where(token_ok, start, 0.0) + _window_max(end_ok, width), -np.inf)  # (R, L)
     # The best span of each of the `keep` starts of highest bound: `keep` distinct valid spans give
     # a lower bound on the row's keep-th best score (where offsets run backwards a probe may be
     # invalid; with fewer than `keep` probes the bound is -inf and the whole row is expanded).
     m = min(keep, length)
     probe_rows = np.repeat(np.arange(rows), m)
     probe_starts = np.argpartition(-bound, m - 1, axis=1)[:, :m].ravel()
-    probe_ends = probe_starts + windows[probe_rows, probe_starts].argmax(axis=1)
-    probe_ends = np.minimum(probe_ends, length - 1)
+    windows = sliding_window_view(np.pad(end_ok, ((0, 0), (0, width - 1)), constant_values=-np.inf), width, axis=1)
+    probe_ends = np.minimum(probe_starts + windows[probe_rows, probe_starts].argmax(axis=1), length - 1)
     valid = (
         np.isfinite(bound[probe_rows, probe_starts])
         & token_ok[probe_rows, probe_ends]
@@ -239,29 +224,54 @@ def _top_spans(start: np.ndarray, end: np.ndarray, offsets: np.ndarray, max_len:
     lower = _kth_best(bound[probe_rows, probe_starts][valid], probe_rows[valid], keep, rows)
 
     expand = token_ok & (bound >= lower[:, None])
-    spans = _spans_from(start, end, char_start, char_end, token_ok, *np.nonzero(expand), width)
+    spans = _spans_from(start, end, char_start, char_end, token_ok, *np.nonzero(expand), width, lower)
     floor = _kth_best(spans.score, spans.feature, keep, rows)
     selected = spans.score >= floor[spans.feature]
     pruned = np.bincount(np.nonzero(token_ok & ~expand & np.isfinite(bound))[0], minlength=rows) > 0
-    dropped = np.bincount(spans.feature[~selected], minlength=rows) > 0
+    # Conservative: a row with a finite lower bound may have had spans below it left out.
+    dropped = (np.bincount(spans.feature[~selected], minlength=rows) > 0) | np.isfinite(lower)
     result = spans.take(np.flatnonzero(selected))
     result.truncated, result.floor = pruned | dropped, floor
     return result
 
 
+def _window_max(values: np.ndarray, width: int) -> np.ndarray:
+    """``(R, L)``: ``values[:, i : i + width].max(axis=1)`` for every ``i`` (the window shortened at
+    the end), by doubling: O(L log width) instead of O(L width)."""
+    length = values.shape[1]
+    result, span = values.copy(), 1
+    while 2 * span <= width:  # result[:, i] = max of values[:, i : i + 2 * span]
+        result[:, : length - span] = np.maximum(result[:, : length - span], result[:, span:])
+        span *= 2
+    shift = width - span  # [i, i + width) = [i, i + span) and [i + shift, i + shift + span)
+    if shift:
+        result[:, : length - shift] = np.maximum(result[:, : length - shift], result[:, shift:])
+    return result
+
+
 def _spans_from(
-    start, end, char_start, char_end, token_ok, rows: np.ndarray, starts: np.ndarray, width: int
+    start, end, char_start, char_end, token_ok, rows: np.ndarray, starts: np.ndarray, width: int,
+    at_least: np.ndarray | None = None,
 ) -> _Candidates:
-    """All valid spans starting at the given (row, start token) pairs: ``(P, width)`` band, flattened."""
+    """All valid spans starting at the given (row, start token) pairs (a ``(P, width)`` band), but
+    those scoring below ``at_least[row]``; the band's scores are compared first, and only the spans
+    that pass are checked for validity (their end a context token, their text not empty)."""
     length = start.shape[1]
     ends = starts[:, None] + np.arange(width)[None, :]  # (P, K)
-    inside = ends < length
-    ends = np.minimum(ends, length - 1)
-    r = rows[:, None]
-    valid = inside & token_ok[r, ends] & (char_end[r, ends] > char_start[rows, starts][:, None])
-    p, k = np.nonzero(valid)
+    flat = rows[:, None] * length + np.minimum(ends, length - 1)  # 1-D takes: cheaper than 2-D fancy indexing
+    start_logit = start[rows, starts]
+    if at_least is None:
+        keep = (ends < length) & token_ok.ravel().take(flat)
+    else:
+        with np.errstate(invalid="ignore"):  # inf - inf at tokens that are not valid: never kept
+            keep = (ends < length) & (start_logit[:, None] + end.ravel().take(flat) >= at_least[rows][:, None])
+    p, k = np.nonzero(keep)
+    position = flat[p, k]
     row, s, e = rows[p], starts[p], ends[p, k]
-    start_logit, end_logit = start[row, s], end[row, e]
+    end_char = char_end.ravel().take(position)
+    valid = token_ok.ravel().take(position) & (end_char > char_start[row, s])
+    row, s, e, end_char = row[valid], s[valid], e[valid], end_char[valid]
+    start_logit, end_logit = start_logit[p[valid]], end.ravel().take(position[valid])
     return _Candidates(
         feature=row,
         start=s,
@@ -270,7 +280,7 @@ def _spans_from(
         end_logit=end_logit,
         score=start_logit + end_logit,
         start_char=char_start[row, s],
-        end_char=char_end[row, e],
+        end_char=end_char,
     )
 
 
@@ -292,25 +302,26 @@ def _kth_best(scores: np.ndarray, rows: np.ndarray, k: int, n_rows: int) -> np.n
     return result
 
 
-def _distinct_spans(candidates: _Candidates | None, context: str, n_best: int) -> list[SpanCandidate]:
-    """The first ``n_best`` distinct texts of candidates sorted best first."""
-    spans, seen = [], set()
-    if candidates is None:
+def _distinct_spans(candidates: _Candidates, examples: np.ndarray, contexts: Sequence[str], n_best: int) -> list[list[SpanCandidate]]:
+    """Per example, its first ``n_best`` distinct texts, best first (ties: feature, start token, end
+    token): one sort and one pass over every example's candidates."""
+    spans: list[list[SpanCandidate]] = [[] for _ in contexts]
+    if not len(candidates.feature):
         return spans
-    for f, a, b, sl, el in zip(
-        candidates.feature.tolist(),
-        candidates.start_char.tolist(),
-        candidates.end_char.tolist(),
-        candidates.start_logit.tolist(),
-        candidates.end_logit.tolist(),
-    ):
-        text = context[a:b]
-        if text in seen:
+    example = examples[candidates.feature.astype(np.int64)]
+    order = np.lexsort((candidates.end, candidates.start, candidates.feature, -candidates.score, example))
+    columns = (example, candidates.feature, candidates.start_char, candidates.end_char, candidates.start_logit,
+               candidates.end_logit)
+    current, mine, seen, context = -1, [], set(), ""
+    for e, f, a, b, start_logit, end_logit in zip(*(column[order].tolist() for column in columns)):
+        if e != current:  # the candidates come grouped by example
+            current, mine, seen, context = e, spans[e], set(), contexts[e]
+        if len(mine) == n_best:
             continue
-        seen.add(text)
-        spans.append(SpanCandidate(text, sl, el, a, b, f))
-        if len(spans) == n_best:
-            break
+        text = context[a:b]
+        if text not in seen:
+            seen.add(text)
+            mine.append(SpanCandidate(text, start_logit, end_logit, a, b, f))
     return spans
 
 
@@ -390,18 +401,22 @@ def _offsets(offset_mapping: Sequence, width: int) -> np.ndarray:
     if isinstance(offset_mapping, np.ndarray) and offset_mapping.ndim == 3:
         array = offset_mapping.astype(np.int64)[:, :width]
         return np.pad(array, ((0, 0), (0, width - array.shape[1]), (0, 0)), constant_values=-1)
-    result = np.full((len(offset_mapping), width, 2), -1, dtype=np.int64)
     rows = [row.tolist() if hasattr(row, "tolist") else row for row in offset_mapping]
-    rows = [row[:width] for row in rows]
-    lengths = np.array([len(row) for row in rows], dtype=np.int64)
+    lengths = np.fromiter(map(len, rows), np.int64, count=len(rows))
+    if (lengths > width).any():
+        rows, lengths = [row[:width] for row in rows], np.minimum(lengths, width)
     try:  # the fast path: one flat read of every number (no None anywhere)
         flat = np.fromiter(chain.from_iterable(chain.from_iterable(rows)), np.int64, count=2 * int(lengths.sum()))
     except (TypeError, ValueError):
+        result = np.full((len(rows), width, 2), -1, dtype=np.int64)
         for i, row in enumerate(rows):
             row = [NO_OFFSET if pair is None else pair for pair in row]
             if row:
                 result[i, : len(row)] = np.asarray(row, dtype=np.int64).reshape(len(row), 2)
         return result
+    if len(rows) and (lengths == width).all():  # padded features: no scatter
+        return flat.reshape(len(rows), width, 2)
+    result = np.full((len(rows), width, 2), -1, dtype=np.int64)
     result[np.arange(width)[None, :] < lengths[:, None]] = flat.reshape(-1, 2)
     return result
 
