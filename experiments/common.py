@@ -104,6 +104,22 @@ def lightning(command: str, config: Path | str, out: Path, *overrides: str, cach
     return cli, time.perf_counter() - started
 
 
+def retrieval_split(path: Path, paragraphs: int | None = None):
+    """(knowledge base, questions, gold passage position per question) of a SQuAD-style file (of
+    its first ``paragraphs`` paragraphs and their questions, where given)."""
+    from instructrec.data.raw import read_squad
+    from instructrec.retrieval import KnowledgeBase
+
+    import numpy as np
+
+    kb = KnowledgeBase.from_squad(path)
+    if paragraphs is not None:
+        kb = KnowledgeBase(list(kb)[:paragraphs])
+    gold_of = {qid: i for i, p in enumerate(kb) for qid in p.meta["questions"]}
+    records = [r for r in read_squad(path) if r["id"] in gold_of]
+    return kb, [r["question"] for r in records], np.array([gold_of[r["id"]] for r in records])
+
+
 def smoke_examples(splits: Iterable[str] = SMOKE_EXAMPLES) -> str:
     """``--data.init_args.max_examples`` of smoke mode (an InstructionDataModule's), as YAML."""
     return json.dumps({split: SMOKE_EXAMPLES[split] for split in splits})

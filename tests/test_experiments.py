@@ -152,6 +152,15 @@ def test_retrieval_squad(run_smoke):
 
 
 @pytest.mark.slow
+def test_retrieval_cmrc(run_smoke):
+    out = run_smoke("retrieval_cmrc")
+    rows = assert_like_committed("retrieval_cmrc", out)
+    assert len(rows) == 7 and rows[0]["method"].startswith("BM25, bm25s's tokenisation")
+    assert all(float(row["recall@1"]) <= float(row["recall@5"]) <= float(row["recall@20"]) <= 1 for row in rows)
+    assert table_headers(out / "tokenizer.md") == table_headers(EXPERIMENTS / "retrieval_cmrc" / "tokenizer.md")
+
+
+@pytest.mark.slow
 def test_instruction_parser(run_smoke):
     out = run_smoke("instruction_parser", "--threads", "1")
     rows = assert_like_committed("instruction_parser", out)

@@ -7,12 +7,14 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from instructrec import backbones
 from instructrec.babi import read_babi
 from instructrec.retrieval import KnowledgeBase, Passage, rank_of, recall_at, split_passages
 from instructrec.retrieval.base import RecencyPrior
-from instructrec.retrieval.bm25 import BM25Retriever
+from instructrec.retrieval.bm25 import BM25Retriever, chinese_words, detect_language
 from instructrec.retrieval.chunked import ChunkedRetriever
 from instructrec.retrieval.dense import DenseRetriever
 from instructrec.retrieval.hybrid import HybridRetriever, fuse, normalise
@@ -53,6 +55,14 @@ def test_jsonl_documents_become_passages(tmp_path):
         KnowledgeBase([Passage("x", "a"), Passage("x", "b")])
 
 
+def test_squad_articles_without_titles_keep_distinct_ids(tmp_path):
+    article = lambda context, qid: {"title": "", "paragraphs": [{"context": context, "qas": [{"id": qid}]}]}  # noqa: E731
+    path = tmp_path / "squad.json"
+    path.write_text(json.dumps({"data": [article("A.", "q1"), article("B.", "q2"), article("A.", "q3")]}), encoding="utf-8")
+    kb = KnowledgeBase.from_squad(path)
+    assert [(p.id, p.text, p.meta["questions"]) for p in kb] == [("#0", "A.", ["q1", "q3"]), ("#0@1", "B.", ["q2"])]
+
+
 def test_squad_paragraphs_know_their_questions(shared_data):
     kb = KnowledgeBase.from_squad(shared_data / "squad_v1.1_dev" / "dev-v1.1.part2.json")
     assert len(kb) == 1078
@@ -77,6 +87,39 @@ def test_bm25_ranks_by_stemmed_terms():
     assert [h.id for h in hits] == ["p1", "p0", "p2"]  # stemming: cats = cat, chasing = chase
     assert hits[0].score > hits[1].score > 0 == hits[2].score
     assert BM25Retriever(kb).score_matrix(["the of", ""]).tolist() == [[0.0] * 3] * 2  # nothing to match
+
+
+def test_chinese_words_are_jieba_search_words_then_han_bigrams():
+    assert chinese_words("中华人民共和国成立于1949年。") == [
+        "中华", "华人", "人民", "共和", "共和国", "中华人民共和国", "成立", "于", "1949", "年", "。",  # jieba
+        "中华", "华人", "人民", "民共", "共和", "和国", "国成", "成立", "立于", "年",  # bigrams of 中华…于, then 年
+    ]
+
+
+@given(st.text(st.sampled_from("中华人民共和国成立于年战无双 ab1。，")))
+def test_every_chinese_word_is_a_piece_of_the_text(text):
+    assert all(word in text for word in chinese_words(text))
+
+
+def test_chinese_passages_are_segmented_where_unsegmented_bm25_matches_nothing():
+    kb = kb_of("《战国无双3》是由光荣和ω-force开发的战国无双系列的正统第三续作。", "锣鼓经是打击乐器的演奏谱。", "中华人民共和国成立于1949年。")
+    question = "战国无双3是哪个公司开发的？"
+    retriever = BM25Retriever(kb)
+    assert retriever.language == "chinese" and detect_language([p.text for p in FACTS]) == "english"
+    (hits,) = retriever.search([question], k=3)
+    assert hits[0].id == "p0" and hits[0].score > 0 == hits[1].score == hits[2].score
+    (republic,) = retriever.search(["人民共和国"], k=1)  # a part of jieba's longest word matches it
+    assert republic[0].id == "p2"
+    # bm25s's own tokenisation reads each clause as one word: the question shares none with p0.
+    assert BM25Retriever(kb, language=None, stopwords=None).score_matrix([question]).tolist() == [[0.0, 0.0, 0.0]]
+
+
+def test_an_analyzer_replaces_segmentation_and_its_words_are_cleaned():
+    kb = kb_of("Cats, dogs", "the birds")
+    retriever = BM25Retriever(kb, analyzer=lambda text: text.replace(",", " ,").split())
+    assert retriever.score_matrix(["CATS ,", "the", "dog"]).tolist()[1:] == [[0.0, 0.0]] * 2  # stop word; unstemmed
+    (hits,) = retriever.search(["CATS ,"], k=2)  # lower-cased; "," is not a word
+    assert [h.id for h in hits] == ["p0", "p1"] and hits[1].score == 0
 
 
 def test_allowed_restricts_the_search_and_ties_keep_position():

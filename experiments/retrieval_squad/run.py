@@ -31,7 +31,6 @@ import common  # noqa: E402  (offline defaults, before instructrec is imported)
 import numpy as np  # noqa: E402
 
 from instructrec.paths import data_root  # noqa: E402
-from instructrec.data.raw import read_squad  # noqa: E402
 from instructrec.retrieval import KnowledgeBase, recall_at  # noqa: E402
 from instructrec.retrieval.bm25 import BM25Retriever  # noqa: E402
 from instructrec.retrieval.chunked import ChunkedRetriever  # noqa: E402
@@ -49,15 +48,8 @@ FIELDS = ["method", "fusion", *(f"recall@{k}" for k in KS)]
 
 
 def split(part: int, paragraphs: int | None = None):
-    """(knowledge base, questions, gold passage position per question) of one part (of its first
-    ``paragraphs`` paragraphs and their questions, where given)."""
-    path = data_root() / "squad_v1.1_dev" / f"dev-v1.1.part{part}.json"
-    kb = KnowledgeBase.from_squad(path)
-    if paragraphs is not None:
-        kb = KnowledgeBase(list(kb)[:paragraphs])
-    gold_of = {qid: i for i, p in enumerate(kb) for qid in p.meta["questions"]}
-    records = [r for r in read_squad(path) if r["id"] in gold_of]
-    return kb, [r["question"] for r in records], np.array([gold_of[r["id"]] for r in records])
+    """(knowledge base, questions, gold passage position per question) of one part."""
+    return common.retrieval_split(data_root() / "squad_v1.1_dev" / f"dev-v1.1.part{part}.json", paragraphs)
 
 
 def retrievers(kb: KnowledgeBase, cache_dir: str, k1: float, b: float, backbone: str = "minilm-l6") -> dict:

@@ -142,12 +142,12 @@ def _join(pieces: list[tuple[int, int]], others: list[tuple[int, int]]) -> tuple
     return start, end
 
 
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+HAN_CHARACTERS = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")  # Han ideographs (the CJK blocks)
 
 
 def default_source_language(text: str, language: str) -> str:
     """The source language of a translation that does not name it: the text's own."""
-    chinese = 2 * len(_CJK.findall(text)) > len(text.replace(" ", ""))
+    chinese = 2 * len(HAN_CHARACTERS.findall(text)) > len(text.replace(" ", ""))
     if language == "zh":
         return "中文" if chinese else "英语"
     return "Chinese" if chinese else "English"

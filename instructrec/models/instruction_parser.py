@@ -375,7 +375,7 @@ _ALLOWED_TAGS = _allowed_tags()
 
 def _language(text: str, spans: list[tuple]) -> str:
     """``zh`` when CJK characters dominate the wording (or, with no wording, the whole text)."""
-    from instructrec.instructions.corpus import _CJK
+    from instructrec.instructions.corpus import HAN_CHARACTERS
 
     content = set()
     for field, start, end in spans:
@@ -383,7 +383,7 @@ def _language(text: str, spans: list[tuple]) -> str:
             content.update(range(start, end))
     wording = "".join(c for i, c in enumerate(text) if i not in content and c.isalpha())
     sample = wording if len(wording) >= 2 else "".join(c for c in text if c.isalpha())
-    return "zh" if sample and 2 * len(_CJK.findall(sample)) > len(sample) else "en"
+    return "zh" if sample and 2 * len(HAN_CHARACTERS.findall(sample)) > len(sample) else "en"
 
 
 _LOADED: dict[str, tuple[float, LoadedParser]] = {}

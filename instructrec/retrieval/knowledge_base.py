@@ -107,15 +107,16 @@ class KnowledgeBase:
 
     @classmethod
     def from_squad(cls, path: PathLike) -> "KnowledgeBase":
-        """One passage per distinct paragraph of a SQuAD-style file, id ``<title>#<paragraph n>``.
+        """One passage per distinct paragraph of a SQuAD-style file, id ``<title>#<paragraph n>``
+        (``<title>#<paragraph n>@<article n>`` where two articles share a title, or have none).
 
         Each passage's ``meta["questions"]`` lists the ids of the questions asked about it, so
         retrieval recall can be measured against the gold paragraph.
         """
         with open(path, encoding="utf-8") as file:
             data = json.load(file)["data"]
-        passages, seen = [], {}
-        for article in data:
+        passages, seen, ids = [], {}, set()
+        for a, article in enumerate(data):
             title = article.get("title", "")
             for n, paragraph in enumerate(article["paragraphs"]):
                 context = paragraph["context"]
@@ -123,7 +124,9 @@ class KnowledgeBase:
                 if context in seen:  # the same paragraph twice: one passage, all its questions
                     seen[context].meta["questions"].extend(questions)
                     continue
-                passage = Passage(f"{title}#{n}", context, title, {"questions": questions})
+                passage_id = f"{title}#{n}" if f"{title}#{n}" not in ids else f"{title}#{n}@{a}"
+                ids.add(passage_id)
+                passage = Passage(passage_id, context, title, {"questions": questions})
                 seen[context] = passage
                 passages.append(passage)
         return cls(passages)
