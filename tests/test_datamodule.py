@@ -34,6 +34,24 @@ def test_classification_labels_follow_the_options(tmp_path):
     assert "greatfilm" in tokens and "options" in tokens and "answer" not in tokens
 
 
+def test_group_by_length_pads_less_and_keeps_every_row(tmp_path):
+    rows = [(" ".join(["word"] * n), "positive" if n % 2 else "negative") for n in (1, 40, 2, 39, 3, 38, 4, 37)]
+    train = write_classification(tmp_path / "train.jsonl", rows)
+
+    def padding(group_by_length):
+        dm = make(tmp_path, train=str(train), val_fraction=0.0, batch_size=2, group_by_length=group_by_length)
+        dm.setup("fit")
+        batches = list(dm.train_dataloader())
+        assert sorted(i for b in batches for i in b["example_id"]) == sorted(dm.example_ids("train"))
+        lengths = sorted(len(ids) for ids in dm.datasets["train"]["input_ids"])
+        return sum(int((b["attention_mask"] == 0).sum()) for b in batches), lengths
+
+    # Grouped, each batch pairs neighbours in length; shuffled, this seed pairs short with long rows.
+    grouped, lengths = padding(True)
+    assert grouped == sum(lengths[i + 1] - lengths[i] for i in range(0, 8, 2)) < 10
+    assert padding(False)[0] > 50
+
+
 def test_second_load_comes_from_the_cache(tmp_path, monkeypatch):
     train = write_classification(tmp_path / "train.jsonl", ROWS)
     first = make(tmp_path, train=str(train), val_fraction=0.0)

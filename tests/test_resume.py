@@ -121,6 +121,37 @@ def test_resumable_loader_continues_its_pass_and_then_the_next():
     assert [batch[0].tolist() for batch in after_pass] == passes[1]
 
 
+def test_length_grouped_pass_cuts_sorted_pools_into_batches_and_resumes():
+    """Within one pool every loader batch is a run of the length order (no two batches interleave);
+    the short batch comes last; the pass is a function of (seed, epoch) and resumes mid-pass."""
+    lengths = [(7 * i) % 23 for i in range(43)]
+    data = TensorDataset(torch.arange(43))
+
+    def loader(position, seed=1):
+        sampler = EpochShuffleSampler(data, seed=seed, lengths=lengths, batch_size=4)
+        return ResumableLoader(data, batch_size=4, sampler=sampler, position=position)
+
+    whole = loader(TrainPosition())
+    passes = [[batch[0].tolist() for batch in whole] for _ in range(2)]
+    batches = passes[0]
+    assert sorted(sum(batches, [])) == list(range(43)) and passes[0] != passes[1]
+    assert [len(b) for b in batches] == [4] * 10 + [3]
+    # 43 rows < one pool of 50 batches: the batches are the length-sorted rows cut in fours, so
+    # no two batches' length ranges interleave.
+    ranges = sorted((min(lengths[i] for i in b), max(lengths[i] for i in b)) for b in batches)
+    assert all(high <= next_low for (_, high), (next_low, _) in zip(ranges, ranges[1:]))
+    assert passes[0] != [batch[0].tolist() for batch in loader(TrainPosition(), seed=2)]
+
+    first = loader(TrainPosition())
+    iterator = iter(first)
+    seen = [next(iterator)[0].tolist() for _ in range(3)]
+    resumed = loader(TrainPosition())
+    resumed.load_state_dict(first.state_dict())
+    assert seen + [batch[0].tolist() for batch in resumed] == passes[0]
+    with pytest.raises(ValueError, match="42 lengths for 43 rows"):
+        EpochShuffleSampler(data, lengths=lengths[:-1])
+
+
 def test_atomic_checkpoint_io_never_leaves_a_partial_file(tmp_path, monkeypatch):
     """A write that fails halfway leaves the previous checkpoint whole and no partial file in its
     place; the CLI's trainers write this way."""

@@ -74,6 +74,11 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
         max_answer_length: generative only: answer tokens kept for training, the end token included.
         system_prompt: generative only: the chat template's system turn; None keeps the template's
             own default (SmolLM2's names itself), ``""`` an empty one.
+        group_by_length: training batches of rows of similar token length (shuffled pools of 50
+            batches sorted by length, the batches shuffled: the Hugging Face Trainer's
+            ``group_by_length``), so that dynamic padding pads little; a pass is still a function
+            of the seed and epoch (resumable). Single-process only: under DDP Lightning's
+            ``DistributedSampler`` shuffles as usual.
     """
 
     def __init__(
@@ -102,6 +107,7 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
         generative: bool | None = None,
         max_answer_length: int = 64,
         system_prompt: str | None = None,
+        group_by_length: bool = False,
     ) -> None:
         super().__init__()
         if on_error not in ("raise", "skip"):
@@ -133,6 +139,7 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
         self.max_examples = dict(max_examples or {})
         self.generative = generative
         self.max_answer_length = max_answer_length
+        self.group_by_length = group_by_length
         self.system_prompt = system_prompt
         self.datasets: dict[str, Any] = {}
         self.meta: dict[str, dict] = {}
@@ -434,7 +441,8 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
         # the run's seed (seed_everything's), as Lightning's DistributedSampler shuffles under DDP
         seed = int(os.environ.get("PL_GLOBAL_SEED", self.seed))
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
-        sampler = EpochShuffleSampler(dataset, seed)
+        lengths = [len(ids) for ids in self.datasets[split]["input_ids"]] if self.group_by_length else None
+        sampler = EpochShuffleSampler(dataset, seed, lengths=lengths, batch_size=self.batch_size)
         return ResumableLoader(dataset, sampler=sampler, position=self.train_position, epoch=epoch, **options)
 
     def loader_inputs(self, split: str):

@@ -10,6 +10,7 @@ indices before any row is read.
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Callable, Sequence
 
 import torch
 from torch.utils.data import DataLoader, IterableDataset, RandomSampler
@@ -17,17 +18,38 @@ from torch.utils.data import DataLoader, IterableDataset, RandomSampler
 from instructrec.hashing import stable_hash
 
 
+def group_by_length(
+    order: list[int], lengths: Sequence[int], batch_size: int, shuffle: Callable[[list], None], pool: int = 50
+) -> list[list[int]]:
+    """Batches of similar lengths from a shuffled ``order``: pools of ``pool`` batches sorted by
+    length, cut into batches, the batches shuffled in place by ``shuffle``. A batch then pads little
+    while the pass stays random (the Hugging Face Trainer's ``group_by_length``, in spirit)."""
+    batches = []
+    for first in range(0, len(order), pool * batch_size):
+        chunk = sorted(order[first : first + pool * batch_size], key=lambda i: lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    shuffle(batches)
+    return batches
+
+
 class EpochShuffleSampler(RandomSampler):
     """A shuffle that depends on ``(seed, epoch)`` only, not on the global random state; the
     :class:`ResumableLoader` sets the epoch.
 
+    With ``lengths`` (one per row) the pass is length-grouped (:func:`group_by_length`, for loaders
+    of ``batch_size``): every batch of the loader holds rows of similar length, so dynamic padding
+    pads little; the one short batch comes last.
+
     A ``RandomSampler`` so that under DDP Lightning swaps in its ``DistributedSampler`` (shuffled by
-    the same run seed and epoch) as it does for ``shuffle=True``.
+    the same run seed and epoch) as it does for ``shuffle=True``; that one does not group by length.
     """
 
-    def __init__(self, data_source, seed: int = 0) -> None:
+    def __init__(self, data_source, seed: int = 0, *, lengths: Sequence[int] | None = None, batch_size: int = 1) -> None:
         super().__init__(data_source)
+        if lengths is not None and len(lengths) != len(data_source):
+            raise ValueError(f"{len(lengths)} lengths for {len(data_source)} rows")
         self.seed = seed
+        self.lengths, self.batch_size = lengths, batch_size
         self.epoch = 0
         self.skip = 0
 
@@ -42,6 +64,13 @@ class EpochShuffleSampler(RandomSampler):
     def __iter__(self):
         generator = torch.Generator().manual_seed(stable_hash("train-order", self.seed, self.epoch))
         order = torch.randperm(len(self.data_source), generator=generator).tolist()
+        if self.lengths is not None:
+            def shuffle(batches: list) -> None:
+                batches[:] = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+            batches = group_by_length(order, self.lengths, self.batch_size, shuffle)
+            batches.sort(key=lambda batch: len(batch) < self.batch_size)  # stable: the short one last
+            order = [i for batch in batches for i in batch]
         skip, self.skip = self.skip, 0
         return iter(order[skip:])
 

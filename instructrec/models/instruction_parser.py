@@ -176,19 +176,15 @@ class _Collate:
 
 
 def length_batches(lengths: Sequence[int], batch_size: int, seed: int, pool: int = 50) -> list[list[int]]:
-    """Shuffled batches of similar lengths (little padding: the CPU budget), a function of
-    ``seed``: shuffle, sort within pools of ``pool`` batches, cut, shuffle the batches."""
+    """Shuffled batches of similar lengths (little padding: the CPU budget), a function of ``seed``."""
     import random
+
+    from instructrec.data.resumable import group_by_length
 
     rng = random.Random(seed)
     order = list(range(len(lengths)))
     rng.shuffle(order)
-    batches = []
-    for first in range(0, len(order), pool * batch_size):
-        chunk = sorted(order[first : first + pool * batch_size], key=lambda i: lengths[i])
-        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
-    rng.shuffle(batches)
-    return batches
+    return group_by_length(order, lengths, batch_size, rng.shuffle, pool)
 
 
 def train_parser(
