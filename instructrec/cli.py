@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 # Offline by default: a hub look-up fails at once instead of hanging, and W&B writes locally
 # (``wandb sync`` is the user's step). The user's own settings win.
@@ -161,18 +162,22 @@ def run_lightning(args: list[str] | None = None, trainer_defaults: dict | None =
     from lightning import LightningDataModule, LightningModule
 
     cli_class, save_callback = _cli_class()
-    return cli_class(
-        LightningModule,
-        LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        save_config_callback=save_callback,
-        save_config_kwargs={"overwrite": True},
-        seed_everything_default=0,
-        auto_configure_optimizers=False,
-        trainer_defaults=trainer_defaults or {},
-        args=args,
-    )
+    with warnings.catch_warnings():
+        # `args` is always the whole command line here (main's, or a study's run), so Lightning's
+        # warning about `args` beside sys.argv would only print the command twice on every run.
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended", category=UserWarning)
+        return cli_class(
+            LightningModule,
+            LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_callback=save_callback,
+            save_config_kwargs={"overwrite": True},
+            seed_everything_default=0,
+            auto_configure_optimizers=False,
+            trainer_defaults=trainer_defaults or {},
+            args=args,
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,16 @@ def test_every_config_parses(config, capsys, monkeypatch):
     assert exit.value.code == 0
     printed = capsys.readouterr().out
     assert "class_path: instructrec." in printed
+
+
+def test_a_command_line_run_prints_no_warning_about_args_beside_sys_argv(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    command = ["fit", "--config", "configs/quickstart.yaml", "--print_config"]
+    monkeypatch.setattr(sys, "argv", ["instructrec", *command])  # as `instructrec fit ...` runs it
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(SystemExit):
+        warnings.simplefilter("always")
+        main(command)
+    assert not [w for w in caught if "args parameter" in str(w.message)]
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda p: str(p.relative_to(ROOT)))
