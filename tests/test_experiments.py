@@ -123,6 +123,25 @@ def test_multitask_report_scores_each_system_as_the_mean_over_both_tasks_per_see
     ]
 
 
+def test_fpb_sizes_report_pairs_alone_and_beside_by_seed(tmp_path):
+    spec = importlib.util.spec_from_file_location("fpb_report", EXPERIMENTS / "multitask_fpb_sizes" / "report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    row = lambda variant, seed, acc, f1: {"variant": variant, "seed": str(seed), "test/sentiment/acc": acc,  # noqa: E731
+                                          "test/sentiment/f1": f1, "seconds": "1.0"}
+    rows = [row("alone 500", 0, "0.80", "0.70"), row("alone 500", 1, "0.82", "0.74"),
+            row("beside SST-2 500", 0, "0.83", "0.71"), row("beside SST-2 500", 1, "0.86", "0.74"),
+            row("alone 250", 0, "0.60", "0.50")]  # no beside run yet: no gain
+    lines = report.curve_table(rows).splitlines()
+    assert lines[2] == "| 250 | 60.0 | – | – | – | 50.0 | – | – | – | 0 |"
+    # gains per seed: accuracy 3 and 4 points, macro-F1 1 and 0
+    assert lines[3].startswith("| 500 | 81.0 ± 1.4 | 84.5 ± 2.1 | 3.5 ± 0.7 | ")
+    assert "| 72.0 ± 2.8 | 72.5 ± 2.1 | 0.5 ± 0.7 | " in lines[3] and lines[3].endswith(" | 2 |")
+    assert report.goal_line(rows) == ("Goal: beside SST-2 >= +2 accuracy points at 500 sentences: +3.5 over 2 "
+                                      "paired seeds, met.")
+    assert report.plot(rows, tmp_path / "curve.png").stat().st_size > 1000
+
+
 @pytest.mark.slow
 def test_qa_babi(run_smoke):
     out = run_smoke("qa_babi", "--tasks", "qa1", "qa2")
