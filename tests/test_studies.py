@@ -159,9 +159,9 @@ def test_a_killed_study_resumes_and_finishes_its_trials(tmp_path):
     space = write_space(tmp_path, {"model.init_args.learning_rate": {"type": "float", "low": 1e-5, "high": 1e-3, "log": True}})
     process = _tune_process(tmp_path, base, space, 3, "--heartbeat-interval", "1")
     deadline = time.time() + 300
-    while "COMPLETE" not in _states(tmp_path) and time.time() < deadline:
-        time.sleep(0.5)
-    time.sleep(1.0)  # into the second trial
+    # Killed as soon as the second trial runs (a fixed pause let a fast idle machine finish all three).
+    while not ("COMPLETE" in (states := _states(tmp_path)) and "RUNNING" in states) and time.time() < deadline:
+        time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.communicate()
     before = _states(tmp_path)
