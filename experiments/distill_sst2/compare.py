@@ -10,7 +10,6 @@ all gave the same value must give it again).
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import sys
 from pathlib import Path
