@@ -155,13 +155,17 @@ def test_two_tune_processes_share_one_study_without_duplicated_or_lost_trials(tm
 
 @pytest.mark.slow
 def test_a_killed_study_resumes_and_finishes_its_trials(tmp_path):
-    base = tiny_config(tmp_path, epochs=1)
+    # 20 epochs of 6 steps: a trial lasts seconds, so the kill below lands inside the second one.
+    base = tiny_config(tmp_path, epochs=20)
     space = write_space(tmp_path, {"model.init_args.learning_rate": {"type": "float", "low": 1e-5, "high": 1e-3, "log": True}})
     process = _tune_process(tmp_path, base, space, 3, "--heartbeat-interval", "1")
     deadline = time.time() + 300
-    # Killed as soon as the second trial runs (a fixed pause let a fast idle machine finish all three).
     while not ("COMPLETE" in (states := _states(tmp_path)) and "RUNNING" in states) and time.time() < deadline:
         time.sleep(0.05)
+    # After the trial's first heartbeat (Optuna records it as the trial starts). A trial killed
+    # before it has none, so Optuna never finds it stale and it keeps a place in n_trials: a known
+    # gap of `tune`, not what this test is about.
+    time.sleep(0.5)
     process.send_signal(signal.SIGKILL)
     process.communicate()
     before = _states(tmp_path)
