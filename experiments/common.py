@@ -104,6 +104,21 @@ def lightning(command: str, config: Path | str, out: Path, *overrides: str, cach
     return cli, time.perf_counter() - started
 
 
+# Retrieval experiments in smoke mode: the first paragraphs of each split (more than the largest k).
+SMOKE_PARAGRAPHS = 30
+
+
+def parse_retrieval(parser: argparse.ArgumentParser, argv: Sequence[str] | None, here: Path):
+    """:func:`parse` plus the options of a retrieval experiment: ``(args, cache_dir, paragraphs,
+    backbone)``; ``--cache-dir`` holds dense embeddings, smoke mode reads :data:`SMOKE_PARAGRAPHS`
+    paragraphs per split with the tiny encoder (else every paragraph, MiniLM-L6)."""
+    parser.add_argument("--cache-dir", default=None, help="dense embeddings (default: .cache/retrieval; with --smoke under --out)")
+    args = parse(parser, argv, here)
+    cache_dir = args.cache_dir or str(args.out / "cache" if args.smoke else ".cache/retrieval")
+    paragraphs, backbone = (SMOKE_PARAGRAPHS, SMOKE_BACKBONE) if args.smoke else (None, "minilm-l6")
+    return args, cache_dir, paragraphs, backbone
+
+
 def retrieval_split(path: Path, paragraphs: int | None = None):
     """(knowledge base, questions, gold passage position per question) of a SQuAD-style file (of
     its first ``paragraphs`` paragraphs and their questions, where given)."""

@@ -45,7 +45,6 @@ from instructrec.retrieval.dense import DenseRetriever  # noqa: E402
 HERE = Path(__file__).resolve().parent
 jieba.setLogLevel(logging.WARNING)
 KS = (1, 5, 20)
-SMOKE_PARAGRAPHS = 30
 FIELDS = ["method", *(f"trial_recall@{k}" for k in KS), *(f"recall@{k}" for k in KS)]
 
 
@@ -91,10 +90,7 @@ def tokenizer_report(tokenizer, path: Path, paragraphs: int | None) -> list[list
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache-dir", default=None, help="dense embeddings (default: .cache/retrieval; with --smoke under --out)")
-    args = common.parse(parser, argv, HERE)
-    cache_dir = args.cache_dir or str(args.out / "cache" if args.smoke else ".cache/retrieval")
-    paragraphs, backbone = (SMOKE_PARAGRAPHS, common.SMOKE_BACKBONE) if args.smoke else (None, "minilm-l6")
+    args, cache_dir, paragraphs, backbone = common.parse_retrieval(parser, argv, HERE)
     started = time.perf_counter()
 
     splits = {name: split(name, paragraphs) for name in ("trial", "dev")}

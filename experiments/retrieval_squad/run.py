@@ -43,7 +43,6 @@ CHUNK_WORDS = 40
 BM25_GRID = [(k1, b) for k1 in (0.9, 1.2, 1.5) for b in (0.75, 0.9)]
 WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)  # per signal, relative to paragraph BM25 at 1.0
 SIGNALS = ("bm25", "dense", "dense-chunks", "bm25-chunks")
-SMOKE_PARAGRAPHS = 30  # per part: more than the largest k
 FIELDS = ["method", "fusion", *(f"recall@{k}" for k in KS)]
 
 
@@ -80,10 +79,7 @@ def tune_weights(scores: dict, gold) -> tuple[float, ...]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache-dir", default=None, help="dense embeddings (default: .cache/retrieval; with --smoke under --out)")
-    args = common.parse(parser, argv, HERE)
-    cache_dir = args.cache_dir or str(args.out / "cache" if args.smoke else ".cache/retrieval")
-    paragraphs, backbone = (SMOKE_PARAGRAPHS, common.SMOKE_BACKBONE) if args.smoke else (None, "minilm-l6")
+    args, cache_dir, paragraphs, backbone = common.parse_retrieval(parser, argv, HERE)
     started = time.perf_counter()
 
     kb1, questions1, gold1 = split(1, paragraphs)

@@ -124,7 +124,9 @@ class KnowledgeBase:
                 if context in seen:  # the same paragraph twice: one passage, all its questions
                     seen[context].meta["questions"].extend(questions)
                     continue
-                passage_id = f"{title}#{n}" if f"{title}#{n}" not in ids else f"{title}#{n}@{a}"
+                passage_id = f"{title}#{n}"
+                if passage_id in ids:
+                    passage_id += f"@{a}"
                 ids.add(passage_id)
                 passage = Passage(passage_id, context, title, {"questions": questions})
                 seen[context] = passage
