@@ -119,7 +119,7 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
         unknown = set(max_examples or {}) - set(SPLITS)
         if unknown:
             raise ValueError(f"max_examples keys must be splits {SPLITS}, got {sorted(unknown)}")
-        self.paths = {split: _as_paths(value) for split, value in zip(SPLITS, (train, val, test, predict))}
+        self.paths = {split: as_paths(value) for split, value in zip(SPLITS, (train, val, test, predict))}
         self.template = template
         self.template_args = dict(template_args or {})
         self.reader_args = dict(reader_args or {})
@@ -496,7 +496,8 @@ class ModelBatchCollator:
         return batch
 
 
-def _as_paths(value: str | list[str] | None) -> list[str]:
+def as_paths(value: str | list[str] | None) -> list[str]:
+    """A split's path argument as a list (None: no files)."""
     if value is None:
         return []
     return [value] if isinstance(value, str) else list(value)

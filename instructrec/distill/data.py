@@ -8,6 +8,12 @@ the model's inputs and labels). QA batches also carry ``context_mask`` ``(B, S)`
 tokens and at CLS (the no-answer position), the positions a span may take, which the soft-target
 loss compares.
 
+A *transfer set* (Hinton et al. 2015) widens what the student learns from: unlabelled text that
+the teacher labels. ``transfer_set`` names files of the training data's kind whose answers are
+dropped; its examples join the training split with no gold label (the hard loss ignores them,
+:class:`~instructrec.distill.losses.HardLabelCrossEntropyLoss`), so only the teacher's cached
+logits teach from them.
+
 ``instructrec cache-teacher --config RUN.yaml`` runs the same caching ahead of training
 (:mod:`.commands`). :class:`MultiTaskTeacherLogitsDataModule` does the same for every source of a
 multi-task run.
@@ -16,17 +22,19 @@ multi-task run.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import torch
 
 from instructrec.batch import MODEL_COLUMNS
-from instructrec.data.datamodule import InstructionDataModule
+from instructrec.data.datamodule import InstructionDataModule, as_paths
+from instructrec.data.loading import LoadedSplit, subsample
 from instructrec.data.multitask import MultiTaskDataModule
 from instructrec.distill import teacher_cache
 from instructrec.distill.teacher import DTYPES, load_teacher
 from instructrec.errors import InputError
+from instructrec.hashing import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +98,15 @@ class TeacherLogitsDataModule(InstructionDataModule):
     Args:
         teacher, teacher_top_k, teacher_dtype, teacher_splits, teacher_batch_size, teacher_device:
             :class:`TeacherCacheOptions` (flat, as configs give them); kept as ``teacher_options``.
+        transfer_set: a path (or list of paths) of unlabelled training text for the teacher to
+            label, read like ``train`` (same template and format); its answers, if any, are
+            dropped. Its examples are added to the training split with the id
+            ``transfer:<id>``; a record that is also a training example (the same file given to
+            both) stays a gold example only. Needs ``teacher``.
+        transfer_set_size: at most this many transfer examples, chosen by a seeded hash of the
+            example id as ``max_examples`` chooses (None: all).
+        transfer_set_seed: the seed of that choice, apart from ``seed`` so that runs whose gold
+            subset follows their seed share one transfer set.
         **kwargs: :class:`InstructionDataModule`'s arguments.
     """
 
@@ -102,6 +119,9 @@ class TeacherLogitsDataModule(InstructionDataModule):
         teacher_splits: list[str] | None = None,
         teacher_batch_size: int = TeacherCacheOptions.teacher_batch_size,
         teacher_device: str | None = None,
+        transfer_set: str | list[str] | None = None,
+        transfer_set_size: int | None = None,
+        transfer_set_seed: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -109,6 +129,46 @@ class TeacherLogitsDataModule(InstructionDataModule):
             teacher, teacher_top_k, teacher_dtype, teacher_splits, teacher_batch_size, teacher_device
         )
         self.teacher_folders: dict[str, Any] = {}
+        self.paths["transfer"] = as_paths(transfer_set)
+        if self.paths["transfer"] and teacher is None:
+            raise InputError("transfer_set needs a teacher: its examples have no labels but the teacher's")
+        if self.paths["transfer"] and "train" not in self.teacher_options.teacher_splits:
+            raise InputError("transfer_set needs the teacher's logits on the train split: add 'train' to teacher_splits")
+        if transfer_set_size is not None and transfer_set_size <= 0:
+            raise InputError(f"transfer_set_size must be positive, got {transfer_set_size}")
+        self.transfer_set_size = transfer_set_size
+        self.transfer_set_seed = transfer_set_seed
+
+    def load_split(self, split: str) -> LoadedSplit:
+        """The parent's split; for ``train`` with a transfer set, its examples follow the gold
+        ones, without their answers."""
+        loaded = super().load_split(split)
+        if split != "train" or not self.paths["transfer"]:
+            return loaded
+        gold = {(example.source, example.record) for example in loaded.examples}
+        transfer = self._collect("transfer", check=self._check())
+        examples = [example for example in transfer.examples if (example.source, example.record) not in gold]
+        if self.transfer_set_size is not None and len(examples) > self.transfer_set_size:
+            examples = subsample(examples, self.transfer_set_size, self.transfer_set_seed)
+        if not examples:
+            raise InputError(f"the transfer set has no examples besides the training ones in {self._describe('transfer')}")
+        log.info("train: %d gold examples + %d transfer-set examples (labelled by the teacher)", len(loaded.examples), len(examples))
+        loaded.examples += [
+            replace(example, id=f"transfer:{example.id}", instruction=example.instruction.without_answer())
+            for example in examples
+        ]
+        loaded.rejects += transfer.rejects
+        return loaded
+
+    def _settings(self, split: str) -> dict:
+        settings = super()._settings(split)
+        if split == "train" and self.paths["transfer"]:
+            settings["transfer_set"] = {
+                "files": [file_digest(path) for path in self._files("transfer")],
+                "size": self.transfer_set_size,
+                "seed": self.transfer_set_seed,
+            }
+        return settings
 
     def prepare_data(self) -> None:
         super().prepare_data()
