@@ -69,6 +69,19 @@ TRANSLATION_MARKER: dict[str, str] = {
 }
 TRANSLATE = "translate"  # the field name of a translation marker (its value is the text)
 
+# Han ideographs, CJK punctuation and full-width forms.
+_CJK = re.compile(
+    r"[\u3001-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef\U00020000-\U0003134f]"
+)
+
+
+def guess_language(text: str) -> str:
+    """The language of a text without markers: ``zh`` when CJK characters are more than half of
+    its non-space characters, else ``en``."""
+    non_space = len(text) - sum(1 for c in text if c.isspace())
+    return "zh" if 2 * len(_CJK.findall(text)) > non_space else "en"
+
+
 # Verbs that open a classification instruction ("Classify the sentiment of ...: <text>").
 IMPERATIVES_EN = (
     "classify", "categorize", "categorise", "determine", "decide", "identify", "label",

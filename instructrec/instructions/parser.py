@@ -24,6 +24,9 @@ missing or empty. An empty ``Answer:`` means "no answer" (prompts for prediction
 
 The language is that of the first marker; without markers, ``zh`` when CJK characters are more
 than half of the non-space characters.
+
+``auto`` mode (:func:`read_instruction`) reads more: options written in prose in a text without
+markers (:mod:`.prose`), and what the rules cannot read through the learned parser.
 """
 
 from __future__ import annotations
@@ -38,10 +41,12 @@ from instructrec.instructions.markers import (
     TRANSLATE,
     Marker,
     find_markers,
+    guess_language,
     split_options,
     unescape,
 )
 from instructrec.instructions.model import Instruction, InstructionError
+from instructrec.instructions.prose import read_prose_options
 
 # Fields each task accepts from markers (TRANSLATE is the translation marker itself).
 _ACCEPTS = {
@@ -50,14 +55,11 @@ _ACCEPTS = {
     "classification": frozenset({"options", "text", "answer"}),
     "generation": frozenset({"prompt", "answer"}),
 }
-# Han ideographs, CJK punctuation and full-width forms.
-_CJK = re.compile(
-    r"[\u3001-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef\U00020000-\U0003134f]"
-)
 _UNESCAPED_COLON = re.compile(r"(?<!\\)(?:\\\\)*[:：]")
 
 
 MODES = ("rules", "learned", "auto")
+PROSE_NOTE = "no markers; the options written in prose were read by rules"
 log = logging.getLogger(__name__)
 _WARNED: set[str] = set()
 
@@ -66,7 +68,8 @@ _WARNED: set[str] = set()
 class Reading:
     """What :func:`read_instruction` made of a text: the instruction, which parser read it
     (``rules`` or ``learned``), its confidence (1.0 for the rules), and why ``auto`` fell back to
-    the rules when it did (e.g. no learned weights yet), else None."""
+    the rules when it did (e.g. no learned weights yet) or that it read options from prose, else
+    None."""
 
     instruction: Instruction
     method: str
@@ -90,8 +93,10 @@ def parse_instruction(text: str, mode: str = "rules") -> Instruction:
 def read_instruction(text: str, mode: str = "auto") -> Reading:
     """Parse one instruction with the parser ``mode`` names, saying which read it.
 
-    ``auto`` keeps the rules' reading when the text has markers and the rules read it; otherwise
-    (no markers, or the rules refuse it) the learned parser reads it. Without learned weights, or
+    ``auto`` keeps the rules' reading when the text has markers and the rules read it. A text
+    without markers that writes its options in prose (``Is this review positive or negative?
+    ...``, ``(A) ... (B) ...``: :mod:`.prose`) is read by those rules, with :data:`PROSE_NOTE`.
+    Otherwise (no markers, or the rules refuse it) the learned parser reads it. Without learned weights, or
     where the learned parser finds no valid instruction, ``auto`` falls back to the rules (their
     reading, or their error) and says why in :attr:`Reading.note`.
     """
@@ -108,6 +113,10 @@ def read_instruction(text: str, mode: str = "auto") -> Reading:
             ruled, rules_error = None, error
         if ruled is not None and markers:
             return Reading(ruled, "rules")
+        if not markers:
+            prose = read_prose_options(text)
+            if prose is not None:
+                return Reading(prose, "rules", 1.0, PROSE_NOTE)
     from instructrec.errors import InputError
     from instructrec.models.instruction_parser import learned_parse
 
@@ -140,7 +149,7 @@ def _parse_rules(text: str, markers: list[Marker] | None = None) -> Instruction:
         raise InstructionError("instruction text is empty", offset=0)
     markers = find_markers(text) if markers is None else markers
     if not markers:
-        return Instruction("generation", _guess_language(text), {"prompt": unescape(text).strip()})
+        return Instruction("generation", guess_language(text), {"prompt": unescape(text).strip()})
     fields = _collect(text, markers)
     task, build = _decide(text, markers, fields)
     _reject_foreign(text, task, fields)
@@ -341,11 +350,6 @@ def _decide(text: str, markers: list[Marker], fields: dict) -> tuple[str, Callab
         "a prompt (Instruction:) or a translation marker (Translate X to Y:) is missing",
         offset=markers[0].start,
     )
-
-
-def _guess_language(text: str) -> str:
-    non_space = len(text) - sum(1 for c in text if c.isspace())
-    return "zh" if 2 * len(_CJK.findall(text)) > non_space else "en"
 
 
 def _spelled(text: str, marker: Marker) -> str:

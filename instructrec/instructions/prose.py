@@ -1,0 +1,182 @@
+"""Options written in prose: a marker-free classification instruction, read by rules.
+
+The marker rules (:mod:`.parser`) read a text without markers as a bare generation prompt, and
+the learned parser tags options word by word. People write choices in prose, in a few forms that
+say unambiguously what the options are; :func:`read_prose_options` reads those (``auto`` mode
+tries it on marker-free texts before the learned parser):
+
+* an enumeration of two or more options with consecutive labels from the first: ``(A) Mars (B)
+  Jupiter``, ``(a) ...``, ``(1) ...`` anywhere, or ``A) ...`` / ``A. ...`` / ``1. ...`` opening
+  lines. Each option runs to the next label or to the end of its line; the rest of the text (the
+  question before the list) is the ``text``.
+* a choice sentence: a question or request opened by an auxiliary or a classification verb
+  (``Is this review positive or negative?``, ``Classify the sentence as positive or negative.``,
+  ``Is it about world, sports, business, or science?``) that ends with options joined by ``or``
+  (with commas before, Oxford comma or not), or quoted options (``"great" or "awful"``). The
+  sentence is the ``instruction``, the rest of the text the ``text``. The first option is as many
+  words of the sentence before it as the longest other option has, stopping at a word that frames
+  the question (``is``, ``about``, ``best``, ...); single-word lists take one word.
+* Chinese: ``是正面还是负面？`` (``还是``, with ``、`` between further options).
+
+Anything else (no such form, options that repeat, nothing left to classify) gives None: the
+caller keeps its own reading. The rules are the forms the issue names; they are not tuned on the
+evaluation's held-out patterns.
+"""
+
+from __future__ import annotations
+
+import re
+
+from instructrec.instructions.markers import guess_language
+from instructrec.instructions.model import Instruction, InstructionError
+
+MAX_OPTION_WORDS = 6
+MAX_OPTIONS = 12
+# Sentence openers of a choice sentence: auxiliaries of a yes/no question and classification verbs.
+_OPENERS = frozenset(
+    "is are was were does do did would will can could should which tell classify categorize categorise "
+    "decide determine label identify choose select pick please".split()
+)
+# Words that frame a choice and so never belong to the first option ("... describes it best, a, b or c?").
+_FRAME_WORDS = frozenset(
+    "is are was were be been as about of into either whether it this that these those if between "
+    "best following below one ones options labels categories classes category label".split()
+)
+_PAREN_LABEL = re.compile(r"\(([A-Za-z]|\d{1,2})\)\s*")
+_LINE_LABEL = re.compile(r"(?m)^[ \t]*([A-Za-z]|\d{1,2})[.)][ \t]+")
+_SENTENCE = re.compile(r"[^.?!\n]+(?:[.?!]+|$)")
+_OPENER = re.compile(r"[\s\"'“”]*(\w+)")
+_QUOTED = re.compile(r'^"([^"]+)"$|^\'([^\']+)\'$|^“([^”]+)”$')
+_ZH_CHOICE = re.compile(r"是([^，。？?！!\n]{1,40}?还是[^，。？?！!\n]{1,40}?)[？?]")
+
+
+def read_prose_options(text: str) -> Instruction | None:
+    """The classification instruction whose options ``text`` writes in prose, or None."""
+    if not isinstance(text, str) or not text.strip():
+        return None
+    for reader in (_enumerated, _choice_sentence, _zh_choice):
+        read = reader(text)
+        if read is not None:
+            return read
+    return None
+
+
+def _enumerated(text: str) -> Instruction | None:
+    for pattern in (_PAREN_LABEL, _LINE_LABEL):
+        labels = list(pattern.finditer(text))
+        run = _consecutive_run(labels)
+        if run is None:
+            continue
+        options, spans = [], []
+        for i, label in enumerate(run):
+            end = run[i + 1].start() if i + 1 < len(run) else len(text)
+            line_end = text.find("\n", label.end())
+            if line_end != -1 and line_end < end:
+                end = line_end
+            options.append(text[label.end() : end].strip())
+            spans.append((label.start(), end))
+        rest = _without(text, spans)
+        built = _classification(text, options, rest, None)
+        if built is not None:
+            return built
+    return None
+
+
+def _consecutive_run(labels: list[re.Match]) -> list[re.Match] | None:
+    """The first run of labels that counts from the first (A, a or 1) one by one, if 2 or more."""
+    for start, label in enumerate(labels):
+        first = label.group(1)
+        if first not in ("A", "a", "1"):
+            continue
+        run = [label]
+        for following in labels[start + 1 :]:
+            if following.group(1) != _next_label(run[-1].group(1)):
+                break
+            run.append(following)
+        if len(run) >= 2:
+            return run
+    return None
+
+
+def _next_label(label: str) -> str:
+    return str(int(label) + 1) if label.isdigit() else chr(ord(label) + 1)
+
+
+def _choice_sentence(text: str) -> Instruction | None:
+    for sentence in _SENTENCE.finditer(text):
+        opener = _OPENER.match(sentence.group())  # past a quote that closed the sentence before
+        if opener is None or opener.group(1).lower() not in _OPENERS:
+            continue
+        start = sentence.start() + opener.start(1)
+        options = _options_at_end(text[start : sentence.end()])
+        if options is None:
+            continue
+        rest = _without(text, [(start, sentence.end())])
+        built = _classification(text, options, rest, text[start : sentence.end()].strip())
+        if built is not None:
+            return built
+    return None
+
+
+def _options_at_end(sentence: str) -> list[str] | None:
+    """The options a sentence ends with: ``a, b, or c`` / ``a or b`` / quoted, else None."""
+    body = sentence.strip().rstrip(".?!").rstrip()
+    if " or " not in body:
+        return None
+    head, last = body.rsplit(" or ", 1)
+    head = head.rstrip(",")
+    pieces = [p.strip() for p in head.split(",")]
+    items = pieces[1:] + [last.strip()]
+    quoted = [_unquote(item) for item in items]
+    if all(q is not None for q in quoted):
+        first = re.search(r'("[^"]+"|\'[^\']+\'|“[^”]+”)$', pieces[0])
+        options = ([_unquote(first.group(1))] if first else []) + quoted
+        return options if len(options) >= 2 else None
+    if any(len(item.split()) > MAX_OPTION_WORDS or not item for item in items):
+        return None
+    longest = max(len(item.split()) for item in items)
+    first_words: list[str] = []
+    for word in reversed(pieces[0].split()[1:]):  # the opener never belongs to an option
+        if word.lower() in _FRAME_WORDS or len(first_words) == longest:
+            break
+        first_words.insert(0, word)
+    options = ([" ".join(first_words)] if first_words else []) + items
+    return options if len(options) >= 2 else None
+
+
+def _unquote(item: str) -> str | None:
+    match = _QUOTED.match(item.strip())
+    return next((g for g in match.groups() if g), None) if match else None
+
+
+def _zh_choice(text: str) -> Instruction | None:
+    match = _ZH_CHOICE.search(text)
+    if match is None:
+        return None
+    last_options = match.group(1).split("还是")
+    options = [o.strip() for part in last_options for o in part.split("、")]
+    sentence_start = max(text.rfind(p, 0, match.start()) for p in "。？?！!\n") + 1
+    rest = _without(text, [(sentence_start, match.end())])
+    return _classification(text, options, rest, text[sentence_start : match.end()].strip())
+
+
+def _without(text: str, spans: list[tuple[int, int]]) -> str:
+    """``text`` with the spans cut out, the pieces joined by a line break where they were apart."""
+    pieces, cursor = [], 0
+    for start, end in sorted(spans):
+        pieces.append(text[cursor:start])
+        cursor = end
+    pieces.append(text[cursor:])
+    return "\n".join(p.strip() for p in pieces if p.strip())
+
+
+def _classification(text: str, options: list[str], rest: str, wording: str | None) -> Instruction | None:
+    if not rest or not 2 <= len(options) <= MAX_OPTIONS or len(set(options)) < len(options):
+        return None
+    if any(not option or "\n" in option for option in options):
+        return None
+    fields = {"text": rest, "options": options, **({"instruction": wording} if wording else {})}
+    try:
+        return Instruction("classification", guess_language(text), fields)
+    except InstructionError:
+        return None
