@@ -191,6 +191,17 @@ def test_instruction_parser(run_smoke):
     assert (out / "failures.md").read_text(encoding="utf-8").startswith("# What still fails")
 
 
+@pytest.mark.slow
+def test_instruction_parser_without_learned_weights(run_smoke):
+    out = run_smoke("instruction_parser", "--without-learned")
+    columns, rows = read_rows(out / "results_without_learned.csv")
+    assert columns == read_rows(EXPERIMENTS / "instruction_parser" / "results_without_learned.csv")[0]
+    assert {row["method"] for row in rows} == {"rules", "auto"}
+    issue = {row["method"]: float(row["task_acc"]) for row in rows if row["set"] == "marker-free: the issue's examples"}
+    assert issue == {"rules": 0.2, "auto": 0.6}  # the two prose-option examples join the bare prompt
+    assert not (out / "results.csv").exists()  # the learned run's files are left alone
+
+
 def test_distill_compare_checks_each_reproduced_mean_against_two_committed_stds():
     spec = importlib.util.spec_from_file_location("distill_compare", EXPERIMENTS / "distill_sst2" / "compare.py")
     compare = importlib.util.module_from_spec(spec)

@@ -4,9 +4,12 @@ Spec: see README.md beside this file. Usage (after `instructrec train-parser --o
 
     python experiments/instruction_parser/run.py --weights DIR [--per-template 40] [--marker-free 300]
     python experiments/instruction_parser/run.py --smoke    # a tiny parser trained for 2 steps, a few texts
+    python experiments/instruction_parser/run.py --without-learned   # rules vs auto on a fresh install (no weights)
 
 Writes results.csv and results.md to --out, this folder by default (and failures.md: examples of
-what still fails).
+what still fails); ``--without-learned`` writes results_without_learned.{csv,md} and
+failures_without_learned.md: ``auto`` as a fresh install has it (no learned weights: the marker
+rules, then the prose-option rules, then the generation fallback).
 """
 
 from __future__ import annotations
@@ -153,13 +156,19 @@ def main(argv: list[str] | None = None) -> None:
     arguments.add_argument("--marker-free", type=int, default=300)
     arguments.add_argument("--seed", type=int, default=0)
     arguments.add_argument("--threads", type=int, default=2, help="torch threads for the learned parser")
+    arguments.add_argument("--without-learned", action="store_true",
+                           help="no learned weights: score rules and auto as a fresh install reads (not with --weights)")
     args = common.parse(arguments, argv, HERE)
     rendered = 20000
-    if args.smoke:
+    if args.smoke and not args.without_learned:
         args.weights = smoke_weights(args.out)
+    if args.smoke:
         args.per_template, args.marker_free, rendered = SMOKE_SIZES["per_template"], SMOKE_SIZES["marker_free"], SMOKE_SIZES["rendered"]
-    elif args.weights is None:
-        arguments.error("--weights is required (or --smoke)")
+    if args.without_learned and args.weights is not None:
+        arguments.error("--without-learned takes no --weights")
+    if args.weights is None and not args.without_learned:
+        arguments.error("--weights is required (or --smoke, or --without-learned)")
+    suffix = "_without_learned" if args.without_learned else ""
 
     import json
 
@@ -170,17 +179,21 @@ def main(argv: list[str] | None = None) -> None:
     from instructrec.models import instruction_parser
 
     torch.set_num_threads(args.threads)
-    weights = Path(args.weights).resolve()
-    # learned_parse (and auto) read $INSTRUCTREC_MODELS/instruction-parser: a scratch cache pointing at --weights
+    # learned_parse (and auto) read $INSTRUCTREC_MODELS/instruction-parser: a scratch cache pointing
+    # at --weights, or empty (--without-learned)
     import atexit
     import shutil
     import tempfile
 
     cache = Path(tempfile.mkdtemp(prefix="instruction-parser-run-"))
     atexit.register(shutil.rmtree, cache, ignore_errors=True)  # the link only, never the weights
-    (cache / instruction_parser.FOLDER).symlink_to(weights, target_is_directory=True)
     os.environ["INSTRUCTREC_MODELS"] = str(cache)
-    meta = json.loads((weights / "parser.json").read_text())
+    if args.without_learned:
+        meta = {}
+    else:
+        weights = Path(args.weights).resolve()
+        (cache / instruction_parser.FOLDER).symlink_to(weights, target_is_directory=True)
+        meta = json.loads((weights / "parser.json").read_text())
 
     examples = build_corpus("heldout", seed=args.seed, data_root=data_root(), per_template=args.per_template, paraphrases=args.marker_free)
     texts = [e.text for e in examples]
@@ -188,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
 
     rules = parse_rules(texts)
     started = time.perf_counter()
-    learned = instruction_parser.learned_parse(texts)
+    learned = [(None, 0.0)] * len(texts) if args.without_learned else instruction_parser.learned_parse(texts)
     learned_seconds = time.perf_counter() - started
     auto, auto_how = parse_auto(texts, rules, learned)
 
@@ -206,6 +219,8 @@ def main(argv: list[str] | None = None) -> None:
         else:
             groups["marker-free: all"].append(i)
     methods = {"rules": rules, "learned": [p for p, _ in learned], "auto": [p for p, _ in auto]}
+    if args.without_learned:
+        del methods["learned"]
     rows = []
     for name in sorted(groups, key=lambda g: (not g.startswith("held-out"), g.endswith("all"), g)):
         index = groups[name]
@@ -216,12 +231,12 @@ def main(argv: list[str] | None = None) -> None:
     marked = sst2_rendered(rendered)
     rate_marked = rules_rate(marked)
     rate_all = rules_rate(texts, repeats=3)
-    learned_rate = len(texts) / learned_seconds
+    learned_rate = None if args.without_learned else len(texts) / learned_seconds
     auto_methods = defaultdict(int)
     for _, how in auto:
         auto_methods[how] += 1
 
-    common.write_csv(args.out / "results.csv", rows, list(rows[0]))
+    common.write_csv(args.out / f"results{suffix}.csv", rows, list(rows[0]))
     phases, training = [], meta.get("training", {})
     while training:
         phases.insert(0, training)
@@ -230,6 +245,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{p.get('steps')} steps (seed {p.get('seed')}, max length {p.get('max_length')}, {p.get('train_seconds')} s)" for p in phases
     )
     setup = "\n".join([
+        "Learned parser: none (--without-learned: auto as a fresh install reads)." if args.without_learned else
         f"Learned parser: backbone `{meta['backbone']}`, batch {phases[-1].get('batch_size') if phases else '?'}, "
         f"{sum(p.get('steps', 0) for p in phases)} steps in all: {described}; "
         f"{sum(p.get('train_seconds', 0) for p in phases):.0f} s of training on this machine's 2 shared CPU cores.",
@@ -244,9 +260,9 @@ def main(argv: list[str] | None = None) -> None:
     throughput = common.markdown_table(["throughput", "parses/s"], [
         [f"rules, SST-2 rendered by the sst2 template ({len(marked):,} texts, best of 5; the data-layer benchmark's measure)", f"{rate_marked:,.0f}"],
         [f"rules, every held-out text ({len(texts)} texts, long SQuAD passages included, 1 thread)", f"{rate_all:,.0f}"],
-        [f"learned, batched 32, {args.threads} CPU threads ({len(texts)} texts)", f"{learned_rate:,.1f}"],
+        *([] if args.without_learned else [[f"learned, batched 32, {args.threads} CPU threads ({len(texts)} texts)", f"{learned_rate:,.1f}"]]),
     ])
-    text = common.write_markdown(args.out / "results.md", setup, accuracy, throughput)
+    text = common.write_markdown(args.out / f"results{suffix}.md", setup, accuracy, throughput)
 
     failures = ["# What still fails (auto), first few per set", ""]
     for name in sorted(groups):
@@ -264,7 +280,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"  - expected: {golds[i].task} {_short(golds[i].fields)}",
                 f"  - auto ({auto[i][1]}): {got}",
             ]
-    common.write_markdown(args.out / "failures.md", "\n".join(failures))
+    common.write_markdown(args.out / f"failures{suffix}.md", "\n".join(failures))
     print(text, end="")
 
 

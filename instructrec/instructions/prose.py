@@ -37,10 +37,15 @@ _OPENERS = frozenset(
     "is are was were does do did would will can could should which tell classify categorize categorise "
     "decide determine label identify choose select pick please".split()
 )
-# Words that frame a choice and so never belong to the first option ("... describes it best, a, b or c?").
+# Words that frame a choice and so never belong to the first option ("... describes it best, a, b or c?"):
+# verbs of being, prepositions, pronouns and determiners, and the words that name a label set.
 _FRAME_WORDS = frozenset(
-    "is are was were be been as about of into either whether it this that these those if between "
-    "best following below one ones options labels categories classes category label".split()
+    "is are was were be been being "
+    "about above across after against among around as at before behind below beneath beside between "
+    "by concerning during for from in inside into like near of on onto over regarding to toward towards "
+    "under with within "
+    "either whether if it its this that these those "
+    "best following one ones options labels categories classes category label".split()
 )
 _PAREN_LABEL = re.compile(r"\(([A-Za-z]|\d{1,2})\)\s*")
 _LINE_LABEL = re.compile(r"(?m)^[ \t]*([A-Za-z]|\d{1,2})[.)][ \t]+")
