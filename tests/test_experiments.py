@@ -186,7 +186,7 @@ def test_instruction_parser(run_smoke):
     sets = {row["set"] for row in rows}
     assert {"held-out templates: all", "marker-free: all"} <= sets
     assert sorted((row["set"], row["method"]) for row in rows) == sorted(
-        (name, method) for name in sets for method in ("rules", "learned", "auto"))
+        (name, method) for name in sets for method in ("rules", "learned", "auto", "markers then learned"))
     assert_finite(rows, ["n", "task_acc", "field_em", "span_f1", "language_acc"])
     assert (out / "failures.md").read_text(encoding="utf-8").startswith("# What still fails")
 
