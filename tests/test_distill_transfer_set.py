@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from instructrec.batch import IGNORE_LABEL
+from instructrec.distill import teacher_cache
 from instructrec.distill.data import TeacherLogitsDataModule
 from instructrec.distill.module import DistillationModule
 from instructrec.errors import InputError
@@ -60,6 +61,27 @@ def test_the_transfer_set_is_chosen_by_its_own_seed_and_is_part_of_the_cache_key
     assert transfer_ids(seed=5) == chosen  # the gold subset's seed leaves the transfer set alone
     other = transfer_ids(transfer_set_seed=1)
     assert len(other) == 10 and other != chosen
+
+
+def test_runs_with_other_gold_subsets_share_the_transfer_sets_teacher_logits(tmp_path, teacher, files, monkeypatch):
+    gold, more = files
+    first = data_module(tmp_path, teacher, gold, str(more), max_examples={"train": 4})
+    first.setup("fit")
+    labelled = []
+    real = teacher_cache.run_teacher
+
+    def counting(teacher_, dataset, *args, **kwargs):
+        labelled.append(len(dataset))
+        return real(teacher_, dataset, *args, **kwargs)
+
+    monkeypatch.setattr(teacher_cache, "run_teacher", counting)
+    other = data_module(tmp_path, teacher, gold, str(more), max_examples={"train": 4}, seed=3)
+    other.setup("fit")
+    train = other.datasets["train"]
+    assert train["example_id"][:4] != first.datasets["train"]["example_id"][:4]  # another gold subset...
+    assert labelled == [4]  # ...labelled by the teacher; the 30 transfer rows come from the cache
+    assert other.teacher_folders["transfer"] == first.teacher_folders["transfer"]
+    assert train["teacher_logits"][4:] == first.datasets["train"]["teacher_logits"][4:]
 
 
 def test_the_hard_loss_ignores_transfer_rows_and_the_soft_loss_learns_from_them(tmp_path, teacher, files):

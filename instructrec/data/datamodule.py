@@ -318,7 +318,10 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
         raw = Dataset.from_dict(columns)
         return raw.map(encode, batched=True, remove_columns=raw.column_names, desc=desc)
 
-    def _collect(self, split: str, check, limit: int | None = None) -> LoadedSplit:
+    def _collect(self, split: str, check, limit: int | None = None, seed: int | None = None) -> LoadedSplit:
+        """Parse (or template) a split's records; ``seed`` (default ``self.seed``) chooses the
+        template's phrasings and the held-out records."""
+        seed = self.seed if seed is None else seed
         source = "train" if self._held_out(split) else split
         files = self._files(source)
         if self.template is None:
@@ -329,16 +332,16 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
             )
             items = parsed(records)
         else:
-            items = templated(self._raw_records(source), self.template, self.template_args, seed=self.seed)
+            items = templated(self._raw_records(source), self.template, self.template_args, seed=seed)
         ranges = self._holdout_ranges()
         if split in ranges:
             low, high = ranges[split]
-            items = (item for item in items if low <= holdout_position(item[0].id, self.seed) < high)
+            items = (item for item in items if low <= holdout_position(item[0].id, seed) < high)
         elif split == "train" and ranges:
             items = (
                 item
                 for item in items
-                if not any(low <= holdout_position(item[0].id, self.seed) < high for low, high in ranges.values())
+                if not any(low <= holdout_position(item[0].id, seed) < high for low, high in ranges.values())
             )
         return collect(items, check=check, on_error=self.on_error, limit=limit)
 

@@ -39,6 +39,7 @@ from instructrec.hashing import file_digest
 log = logging.getLogger(__name__)
 
 CONTEXT_MASK = "context_mask"
+TRANSFER_PREFIX = "transfer:"  # the example id of a transfer-set example: transfer:<its id>
 
 
 @dataclass
@@ -105,8 +106,10 @@ class TeacherLogitsDataModule(InstructionDataModule):
             both) stays a gold example only. Needs ``teacher``.
         transfer_set_size: at most this many transfer examples, chosen by a seeded hash of the
             example id as ``max_examples`` chooses (None: all).
-        transfer_set_seed: the seed of that choice, apart from ``seed`` so that runs whose gold
-            subset follows their seed share one transfer set.
+        transfer_set_seed: the seed of that choice and of the template's phrasings of the transfer
+            examples, apart from ``seed``: runs whose gold subset follows their seed share one
+            transfer set, word for word, and so one cache of its teacher logits (the teacher labels
+            the transfer rows apart from the gold rows, once for all such runs).
         **kwargs: :class:`InstructionDataModule`'s arguments.
     """
 
@@ -146,7 +149,7 @@ class TeacherLogitsDataModule(InstructionDataModule):
         if split != "train" or not self.paths["transfer"]:
             return loaded
         gold = {(example.source, example.record) for example in loaded.examples}
-        transfer = self._collect("transfer", check=self._check())
+        transfer = self._collect("transfer", check=self._check(), seed=self.transfer_set_seed)
         examples = [example for example in transfer.examples if (example.source, example.record) not in gold]
         if self.transfer_set_size is not None and len(examples) > self.transfer_set_size:
             examples = subsample(examples, self.transfer_set_size, self.transfer_set_seed)
@@ -154,7 +157,7 @@ class TeacherLogitsDataModule(InstructionDataModule):
             raise InputError(f"the transfer set has no examples besides the training ones in {self._describe('transfer')}")
         log.info("train: %d gold examples + %d transfer-set examples (labelled by the teacher)", len(loaded.examples), len(examples))
         loaded.examples += [
-            replace(example, id=f"transfer:{example.id}", instruction=example.instruction.without_answer())
+            replace(example, id=f"{TRANSFER_PREFIX}{example.id}", instruction=example.instruction.without_answer())
             for example in examples
         ]
         loaded.rejects += transfer.rejects
@@ -189,12 +192,29 @@ class TeacherLogitsDataModule(InstructionDataModule):
         cached = {}
         for split in splits:
             dataset, _ = self.encoded(split)
-            cached[split], self.teacher_folders[split] = teacher_cache.cache_teacher_outputs(
-                teacher, dataset, self.name, self.cache_dir, split=split,
-                top_k=options.teacher_top_k, batch_size=options.teacher_batch_size, device=options.device(),
-            )
+            parts = []
+            for part, rows in self._teacher_parts(split, dataset):
+                outputs, self.teacher_folders[part] = teacher_cache.cache_teacher_outputs(
+                    teacher, rows, self.name, self.cache_dir, split=part,
+                    top_k=options.teacher_top_k, batch_size=options.teacher_batch_size, device=options.device(),
+                )
+                parts.append(outputs)
+            if len(parts) > 1:
+                from datasets import concatenate_datasets
+
+                parts = [concatenate_datasets(parts)]
+            cached[split] = parts[0]
         del teacher
         return cached
+
+    def _teacher_parts(self, split: str, dataset) -> list[tuple[str, Any]]:
+        """The rows the teacher labels as one cache entry each: the split, or for ``train`` with a
+        transfer set its gold rows and its transfer rows (which follow them), so that runs sharing
+        a transfer set share its logits."""
+        if split != "train" or not self.paths["transfer"]:
+            return [(split, dataset)]
+        gold = sum(not example_id.startswith(TRANSFER_PREFIX) for example_id in dataset["example_id"])
+        return [("train", dataset.select(range(gold))), ("transfer", dataset.select(range(gold, len(dataset))))]
 
     def loader_inputs(self, split: str):
         """The parent's model columns plus the cached teacher outputs (and, for QA, the context
