@@ -141,6 +141,29 @@ def test_qa_logits_are_cached_per_row_and_padded_back(tmp_path):
     assert torch.equal(from_cache["hard"], online["hard"])
 
 
+def test_rows_are_read_in_length_order_and_cached_in_their_own(tmp_path, teachers):
+    from datasets import Dataset
+
+    teacher = load_teacher(str(teachers[0]), tasks={"sst2": {"type": "classification", "labels": ["positive", "negative"]}})
+    gen = torch.Generator().manual_seed(0)
+    lengths = [12, 3, 9, 5, 12, 4, 7]  # batches of 2 by length: (3, 4), (5, 7), (9, 12), (12)
+    dataset = Dataset.from_dict({
+        "input_ids": [[2] + torch.randint(5, 90, (n - 1,), generator=gen).tolist() for n in lengths],
+        "attention_mask": [[1] * n for n in lengths],
+    })
+    seen = []
+    original = teacher.forward
+    teacher.forward = lambda batch, task: seen.append(batch["input_ids"].shape[1]) or original(batch, task)
+    outputs = teacher_cache.run_teacher(teacher, dataset, "sst2", batch_size=2)
+    assert seen == [4, 7, 12, 12]  # each batch padded to its own longest row, never to 12 but the last two
+    teacher.forward = original
+    with torch.no_grad():
+        alone = [teacher({k: torch.tensor([dataset[i][k]]) for k in ("input_ids", "attention_mask")}, "sst2").logits[0]
+                 for i in range(len(lengths))]
+    for cached_row, row in zip(outputs["teacher_logits"], alone):
+        assert torch.allclose(torch.as_tensor(cached_row).float(), row, atol=1e-2)
+
+
 def fit_config(tmp_path, teacher, data_options: str = "") -> Path:
     """A fit config as ``instructrec cache-teacher`` reads it: the teacher in the model section."""
     train = write_classification(tmp_path / "train.jsonl", [(f"text {i}", "positive") for i in range(6)])

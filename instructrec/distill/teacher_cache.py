@@ -134,17 +134,25 @@ def cache_teacher_outputs(
 
 @torch.no_grad()
 def run_teacher(teacher: FrozenTeacher, dataset, task: str, top_k: int | None = None, batch_size: int = 64, device=None) -> dict:
-    """``{column: [row values]}`` of the teacher's float16 logits (see the module docstring)."""
+    """``{column: [row values]}`` of the teacher's float16 logits (see the module docstring), in
+    the dataset's row order.
+
+    The teacher reads the rows in batches of similar length (shortest first), so that padding
+    costs little; each row's logits do not depend on its batch-mates (padding is masked).
+    """
     if device is not None:
         teacher.to(device)
     device = next(teacher.parameters()).device
     columns = [c for c in INPUT_COLUMNS if c in dataset.column_names]
     source = dataset.with_format(None, columns=columns)
     groups = logit_groups(teacher.tasks[task]["type"])
-    out: dict[str, list] = {name: [] for name in teacher_columns(teacher.tasks[task]["type"], top_k)}
-    for start in range(0, len(source), batch_size):
-        rows = source[start : start + batch_size]
-        batch = {k: v.to(device) for k, v in pad_inputs(rows).items()}
+    names = teacher_columns(teacher.tasks[task]["type"], top_k)
+    out: dict[str, list] = {name: [None] * len(source) for name in names}
+    token_counts = [len(ids) for ids in source["input_ids"]]
+    order = sorted(range(len(source)), key=token_counts.__getitem__)
+    for start in range(0, len(order), batch_size):
+        indices = order[start : start + batch_size]
+        batch = {k: v.to(device) for k, v in pad_inputs(source[indices]).items()}
         lengths = batch["attention_mask"].sum(-1).tolist() if "attention_mask" in batch else None
         logits = as_groups(teacher(batch, task).logits)
         for group, values in zip(groups, logits):
@@ -153,12 +161,17 @@ def run_teacher(teacher: FrozenTeacher, dataset, task: str, top_k: int | None = 
                 rows_out = values.half().numpy()
                 if group != "logits":  # QA: keep the row's own tokens only
                     rows_out = [row[: int(n)] for row, n in zip(rows_out, lengths)]
-                out[f"teacher_{group}"].extend(list(rows_out))
+                _place(out[f"teacher_{group}"], indices, rows_out)
             else:
                 top_values, top_indices = _top_k(values, top_k)
-                out[f"teacher_{group}_topk_values"].extend(list(top_values.half().numpy()))
-                out[f"teacher_{group}_topk_indices"].extend(list(top_indices.int().numpy()))
+                _place(out[f"teacher_{group}_topk_values"], indices, top_values.half().numpy())
+                _place(out[f"teacher_{group}_topk_indices"], indices, top_indices.int().numpy())
     return out
+
+
+def _place(column: list, indices: list[int], rows) -> None:
+    for index, row in zip(indices, rows):
+        column[index] = row
 
 
 def pad_inputs(rows: dict) -> dict:
