@@ -39,7 +39,7 @@ def test_the_issues_prose_options_are_read_exactly(text):
     ('Here is a review. "Great fun." Would you say it is "good" or "not good"?', ["good", "not good"],
      'Here is a review. "Great fun."'),
     ("Classify the following sentence as positive or negative. I loved it.", ["positive", "negative"], "I loved it."),
-    ("Pick one.\n1. red\n2. dark green\nThe sky at noon.", ["red", "dark green"], "Pick one.\nThe sky at noon."),
+    ("Pick one.\nA. red\nB. dark green\nThe sky at noon.", ["red", "dark green"], "Pick one.\nThe sky at noon."),
 ])
 def test_choice_sentences_and_enumerations(text, options, rest):
     read = read_prose_options(text)
@@ -52,6 +52,8 @@ def test_choice_sentences_and_enumerations(text, options, rest):
     "Who wrote Hamlet, given that Hamlet is a play by Shakespeare?",
     "Plan A) go home",                                 # one label is no list
     "Compare (B) and (C).",                            # labels that do not start at A
+    "Summarize these points:\n1. Prices rose.\n2. Wages fell.",   # a numbered list is points, not choices
+    "Do two things: (1) read the text (2) summarize it.",
     "Is this good or good? Fine.",                     # an option twice
     "Translate this into German: The cat sleeps on the sofa.",
     "",
@@ -102,14 +104,14 @@ def test_choice_sentences_round_trip(options, text, frame, style):
 @given(
     options=st.lists(OPTION, min_size=2, max_size=6, unique=True),
     question=SENTENCE,
-    form=st.sampled_from(["paren", "paren-lower", "paren-digit", "lines", "lines-dot"]),
+    form=st.sampled_from(["paren", "paren-lower", "lines", "lines-dot", "lines-lower"]),
 )
 def test_enumerations_round_trip(options, question, form):
-    labels = {"paren": "ABCDEF", "paren-lower": "abcdef", "paren-digit": "123456", "lines": "ABCDEF", "lines-dot": "123456"}[form]
+    labels = "abcdef" if form.endswith("lower") else "ABCDEF"
     if form.startswith("paren"):
         text = question + " " + " ".join(f"({label}) {option}" for label, option in zip(labels, options))
     else:
-        end = ")" if form == "lines" else "."
+        end = "." if form == "lines-dot" else ")"
         text = question + "\n" + "\n".join(f"{label}{end} {option}" for label, option in zip(labels, options))
     read = read_prose_options(text)
     assert read is not None and read.fields["options"] == options and read.fields["text"] == question

@@ -5,10 +5,11 @@ the learned parser tags options word by word. People write choices in prose, in 
 say unambiguously what the options are; :func:`read_prose_options` reads those (``auto`` mode
 tries it on marker-free texts before the learned parser):
 
-* an enumeration of two or more options with consecutive labels from the first: ``(A) Mars (B)
-  Jupiter``, ``(a) ...``, ``(1) ...`` anywhere, or ``A) ...`` / ``A. ...`` / ``1. ...`` opening
-  lines. Each option runs to the next label or to the end of its line; the rest of the text (the
-  question before the list) is the ``text``.
+* an enumeration of two or more options lettered in order from the first: ``(A) Mars (B)
+  Jupiter`` or ``(a) ...`` anywhere, or ``A) ...`` / ``A. ...`` opening lines. Each option runs to
+  the next label or to the end of its line; the rest of the text (the question before the list) is
+  the ``text``. Numbered lists (``1. ...``, ``(1) ...``) are steps or points more often than
+  choices, and are left alone.
 * a choice sentence: a question or request opened by an auxiliary or a classification verb
   (``Is this review positive or negative?``, ``Classify the sentence as positive or negative.``,
   ``Is it about world, sports, business, or science?``) that ends with options joined by ``or``
@@ -47,8 +48,8 @@ _FRAME_WORDS = frozenset(
     "either whether if it its this that these those "
     "best following one ones options labels categories classes category label".split()
 )
-_PAREN_LABEL = re.compile(r"\(([A-Za-z]|\d{1,2})\)\s*")
-_LINE_LABEL = re.compile(r"(?m)^[ \t]*([A-Za-z]|\d{1,2})[.)][ \t]+")
+_PAREN_LABEL = re.compile(r"\(([A-Za-z])\)\s*")
+_LINE_LABEL = re.compile(r"(?m)^[ \t]*([A-Za-z])[.)][ \t]+")
 _SENTENCE = re.compile(r"[^.?!\n]+(?:[.?!]+|$)")
 _OPENER = re.compile(r"[\s\"'“”]*(\w+)")
 _QUOTED = re.compile(r'^"([^"]+)"$|^\'([^\']+)\'$|^“([^”]+)”$')
@@ -88,10 +89,10 @@ def _enumerated(text: str) -> Instruction | None:
 
 
 def _consecutive_run(labels: list[re.Match]) -> list[re.Match] | None:
-    """The first run of labels that counts from the first (A, a or 1) one by one, if 2 or more."""
+    """The first run of labels that counts from the first (A or a) one by one, if 2 or more."""
     for start, label in enumerate(labels):
         first = label.group(1)
-        if first not in ("A", "a", "1"):
+        if first not in ("A", "a"):
             continue
         run = [label]
         for following in labels[start + 1 :]:
@@ -104,7 +105,7 @@ def _consecutive_run(labels: list[re.Match]) -> list[re.Match] | None:
 
 
 def _next_label(label: str) -> str:
-    return str(int(label) + 1) if label.isdigit() else chr(ord(label) + 1)
+    return chr(ord(label) + 1)
 
 
 def _choice_sentence(text: str) -> Instruction | None:
