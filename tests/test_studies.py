@@ -204,6 +204,12 @@ def test_an_ablation_writes_its_table_files_and_a_rerun_skips_finished_runs(tmp_
     recorded = json.loads((out / "runs" / "slow_lr" / "seed-1" / "metrics.json").read_text())
     assert float(rows[3]["test/sentiment/acc"]) == recorded["metrics"]["test/sentiment/acc"]
     assert "--model.init_args.learning_rate=1e-06" in recorded["arguments"] and "--seed_everything=1" in recorded["arguments"]
+    repository = Path(ablation.__file__).resolve().parents[2]
+    if (repository / ".git").exists():  # the code version: the checkout's commit (None from a wheel)
+        head = subprocess.run(["git", "-C", str(repository), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+        assert recorded["code"]["commit"] == head and isinstance(recorded["code"]["dirty"], bool)
+    else:
+        assert recorded["code"] is None
     markdown = (out / "results.md").read_text()
     assert "| variant | n | test/sentiment/acc | test/score |" in markdown and "| slow_lr | 2 |" in markdown
     assert "\\begin{tabular}" in (out / "results.tex").read_text()

@@ -21,7 +21,7 @@ The spec (YAML)::
       single_task: {base: configs/other.yaml}   # a variant may start from another config
 
 Every run is ``instructrec fit`` with ``test_after_fit`` under ``<out>/runs/<variant>/seed-<s>/``;
-its test metrics go to ``metrics.json`` there, and a run that has one is not run again (resume).
+its test metrics (with its arguments and the git commit its process loaded) go to ``metrics.json`` there, and a run that has one is not run again (resume).
 Then ``results.csv`` (a row per run, with its wall time in seconds), ``results.md`` and
 ``results.tex`` (mean ± std, n, the best in bold, the difference from the reference row with
 ``*``/``**`` for p < 0.05/0.01, see :mod:`.tables`), ``results.png`` (the first metric, with error bars). Runs log to W&B when their
@@ -41,7 +41,7 @@ from typing import Any
 
 from instructrec.errors import InputError
 from instructrec.studies import tables
-from instructrec.studies.runs import RunSpec, read_yaml, run
+from instructrec.studies.runs import RunSpec, code_version, read_yaml, run
 
 SPEC_KEYS = {"name", "base", "overlays", "overrides", "seeds", "seed_keys", "metrics", "lower_is_better", "scale",
              "digits", "processes", "out", "variants", "reference"}
@@ -250,8 +250,10 @@ def _folder_name(name: str) -> str:
 
 
 def run_and_record(spec: RunSpec, threads: int | None = None) -> dict[str, float]:
-    """One run; its test metrics and wall time written to ``metrics.json`` in its folder (written
-    last, atomically: a run without it did not finish)."""
+    """One run; its test metrics, wall time, arguments and code version (:func:`code_version`)
+    written to ``metrics.json`` in its folder (written last, atomically: a run without it did not
+    finish)."""
+    code = code_version()
     if threads is not None:
         import torch
 
@@ -259,7 +261,7 @@ def run_and_record(spec: RunSpec, threads: int | None = None) -> dict[str, float
     started = time.perf_counter()
     metrics = run(spec)
     tested = {k: v for k, v in metrics.items() if k.startswith("test/")}
-    record = {"metrics": tested, "seconds": time.perf_counter() - started, "arguments": spec.arguments()}
+    record = {"metrics": tested, "seconds": time.perf_counter() - started, "arguments": spec.arguments(), "code": code}
     scratch = spec.root / (METRICS_FILE + ".tmp")
     scratch.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     os.replace(scratch, spec.root / METRICS_FILE)

@@ -9,12 +9,35 @@ YAML of a config that ``instructrec fit --config`` accepts (:func:`apply_overrid
 from __future__ import annotations
 
 import copy
+import functools
 import json
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from instructrec.errors import InputError
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> dict[str, Any] | None:
+    """``{"commit", "dirty"}`` of the git checkout this package runs from, read once per process:
+    the first call comes before a study's first run imports the training code, and the process
+    keeps that code for its later runs (so a commit made meanwhile is not what they ran). ``dirty``:
+    tracked files differed from the commit. None outside a git checkout (an installed wheel)."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+    try:
+        commit = _git(root, "rev-parse", "HEAD")
+        changed = _git(root, "status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": bool(changed)}
+
+
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30, check=True).stdout.strip()
 
 
 def cli_arguments(overrides: dict[str, Any]) -> list[str]:
