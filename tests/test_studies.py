@@ -219,6 +219,8 @@ def test_an_ablation_writes_its_table_files_and_a_rerun_skips_finished_runs(tmp_
     monkeypatch.setattr(ablation, "run", lambda spec, callbacks=None: ran.append(spec) or {})
     main(["ablate", str(spec), "--no-progress"])
     assert ran == []  # all four finished before
+    main(["ablate", str(spec), "--report-only"])
+    assert ran == [] and f"instructrec ablate {spec}\n" in (out / "results.md").read_text()  # the command that runs it
     assert list(csv.DictReader((out / "results.csv").open())) == rows
 
 

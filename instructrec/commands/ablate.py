@@ -31,7 +31,10 @@ def main(argv: list[str]) -> int:
         spec.processes = args.processes
     ablation = Ablation(spec, args.out)
     results = ablation.collect() if args.report_only else ablation.run(progress=not args.no_progress)
-    paths = ablation.report(results, command="instructrec ablate " + shlex.join(argv))
+    # The table's command is the one that makes it from nothing: a --report-only rerun of the
+    # same spec would only rewrite it, so the flag is left out.
+    command = "instructrec ablate " + shlex.join([a for a in argv if a != "--report-only"])
+    paths = ablation.report(results, command=command)
     print(paths["md"].read_text(encoding="utf-8"))
     print("written: " + ", ".join(str(p) for p in paths.values()))
     return 0
