@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> None:
         if len(ids) != len(logits):  # a part of a split (gold or transfer rows): not this layout
             continue
         labels = meta["settings"]["labels"]
-        pairs = [(gold[i[len(TRANSFER_PREFIX):]], labels[max(range(len(row)), key=row.__getitem__)])
-                 for i, row in zip(ids, logits) if i.startswith(TRANSFER_PREFIX) and i[len(TRANSFER_PREFIX):] in gold]
+        pairs = [(gold[i.removeprefix(TRANSFER_PREFIX)], labels[max(range(len(row)), key=row.__getitem__)])
+                 for i, row in zip(ids, logits) if i.startswith(TRANSFER_PREFIX) and i.removeprefix(TRANSFER_PREFIX) in gold]
         if pairs:
             agree = sum(g == t for g, t in pairs)
             print(f"{entry.parent.name}: the teacher's label is the gold one on {agree}/{len(pairs)} "

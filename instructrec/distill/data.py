@@ -199,11 +199,7 @@ class TeacherLogitsDataModule(InstructionDataModule):
                     top_k=options.teacher_top_k, batch_size=options.teacher_batch_size, device=options.device(),
                 )
                 parts.append(outputs)
-            if len(parts) > 1:
-                from datasets import concatenate_datasets
-
-                parts = [concatenate_datasets(parts)]
-            cached[split] = parts[0]
+            cached[split] = parts[0] if len(parts) == 1 else _concatenated(parts)
         del teacher
         return cached
 
@@ -256,6 +252,12 @@ class MultiTaskTeacherLogitsDataModule(MultiTaskDataModule):
 
     def build_source(self, **options: Any) -> TeacherLogitsDataModule:
         return TeacherLogitsDataModule(**options, **asdict(self.teacher_options))
+
+
+def _concatenated(datasets: list):
+    from datasets import concatenate_datasets
+
+    return concatenate_datasets(datasets)
 
 
 def _context_mask(row: dict) -> dict:

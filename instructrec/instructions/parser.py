@@ -96,9 +96,9 @@ def read_instruction(text: str, mode: str = "auto") -> Reading:
     ``auto`` keeps the rules' reading when the text has markers and the rules read it. A text
     without markers that writes its options in prose (``Is this review positive or negative?
     ...``, ``(A) ... (B) ...``: :mod:`.prose`) is read by those rules, with :data:`PROSE_NOTE`.
-    Otherwise (no markers, or the rules refuse it) the learned parser reads it. Without learned weights, or
-    where the learned parser finds no valid instruction, ``auto`` falls back to the rules (their
-    reading, or their error) and says why in :attr:`Reading.note`.
+    Otherwise (no markers, or the rules refuse it) the learned parser reads it. Without learned
+    weights, or where the learned parser finds no valid instruction, ``auto`` falls back to the
+    rules (their reading, or their error) and says why in :attr:`Reading.note`.
     """
     if mode not in MODES:
         raise InstructionError(f"unknown parse mode {mode!r}; expected one of {', '.join(MODES)}")

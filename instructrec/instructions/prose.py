@@ -52,7 +52,9 @@ _PAREN_LABEL = re.compile(r"\(([A-Za-z])\)\s*")
 _LINE_LABEL = re.compile(r"(?m)^[ \t]*([A-Za-z])[.)][ \t]+")
 _SENTENCE = re.compile(r"[^.?!\n]+(?:[.?!]+|$)")
 _OPENER = re.compile(r"[\s\"'“”]*(\w+)")
-_QUOTED = re.compile(r'^"([^"]+)"$|^\'([^\']+)\'$|^“([^”]+)”$')
+_QUOTE = r'"([^"]+)"|\'([^\']+)\'|“([^”]+)”'  # an option in double, single or curly quotes
+_QUOTED = re.compile(rf"^(?:{_QUOTE})$")
+_ENDS_QUOTED = re.compile(rf"(?:{_QUOTE})$")
 _ZH_CHOICE = re.compile(r"是([^，。？?！!\n]{1,40}?还是[^，。？?！!\n]{1,40}?)[？?]")
 
 
@@ -135,8 +137,8 @@ def _options_at_end(sentence: str) -> list[str] | None:
     items = pieces[1:] + [last.strip()]
     quoted = [_unquote(item) for item in items]
     if all(q is not None for q in quoted):
-        first = re.search(r'("[^"]+"|\'[^\']+\'|“[^”]+”)$', pieces[0])
-        options = ([_unquote(first.group(1))] if first else []) + quoted
+        first = _ENDS_QUOTED.search(pieces[0])
+        options = ([_quoted_text(first)] if first else []) + quoted
         return options if len(options) >= 2 else None
     if any(len(item.split()) > MAX_OPTION_WORDS or not item for item in items):
         return None
@@ -152,7 +154,11 @@ def _options_at_end(sentence: str) -> list[str] | None:
 
 def _unquote(item: str) -> str | None:
     match = _QUOTED.match(item.strip())
-    return next((g for g in match.groups() if g), None) if match else None
+    return _quoted_text(match) if match else None
+
+
+def _quoted_text(match: re.Match) -> str:
+    return next(g for g in match.groups() if g)
 
 
 def _zh_choice(text: str) -> Instruction | None:
