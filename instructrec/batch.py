@@ -10,11 +10,16 @@ from __future__ import annotations
 # What an encoder reads of a batch (models, students and teachers alike).
 ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # The columns a model reads; the rest (ids, offsets) stay in the data set for post-processing.
-MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "labels", "start_positions", "end_positions")
+MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "labels", "start_positions", "end_positions",
+                 "answer_class")
 # What turns a QA feature's logits into an answer text and scores it: evaluation and prediction
 # batches carry these as lists (one entry per feature) beside the model's tensors.
 TEXT_COLUMNS = ("offset_mapping", "example_id", "context", "answers")
 IGNORE_LABEL = -100  # examples without an answer (prediction input) carry no label
+# A QA reader with closed answers (yes/no, counts, lists: see ``InstructionDataModule.closed_answers``)
+# labels each feature's ``answer_class``: SPAN_CLASS when the answer is extracted from the context,
+# else 1 + the closed answer's index.
+SPAN_CLASS = 0
 NO_OFFSET = (-1, -1)  # the offset of a token that is not part of the context
 
 

@@ -37,6 +37,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from instructrec.errors import InputError
+
 
 HEADS_FORMAT = "instructrec-heads"
 HEADS_VERSION = 1
@@ -104,6 +106,12 @@ def _export_reader(model, out: Path) -> dict:
 
     from transformers import AutoModelForQuestionAnswering
 
+    if model.closed_answers:
+        raise InputError(
+            f"this reader also chooses closed answers ({', '.join(model.closed_answers)}), which "
+            "AutoModelForQuestionAnswering has no head for: an export would answer spans only",
+            hint="use the checkpoint itself (`instructrec predict`)",
+        )
     config = copy.deepcopy(model.encoder.config)
     config.num_labels = 2
     reader = AutoModelForQuestionAnswering.from_config(config)

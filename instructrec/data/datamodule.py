@@ -79,6 +79,12 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
             ``group_by_length``), so that dynamic padding pads little; a pass is still a function
             of the seed and epoch (resumable). Single-process only: under DDP Lightning's
             ``DistributedSampler`` shuffles as usual.
+        closed_answers: QA only: answers the reader chooses rather than extracts (bAbI's yes/no,
+            counts, lists and directions, which no span of the context is): a list, or ``auto``
+            for every answer of the training split that does not occur in its own context. The
+            model gets them as its task's ``answers`` (a head that picks one of them or "extract a
+            span"). An example whose answer is one of them is labelled with it wherever its text
+            occurs; any other answer must occur in its context. Default None: every answer is a span.
     """
 
     def __init__(
@@ -108,8 +114,11 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
         max_answer_length: int = 64,
         system_prompt: str | None = None,
         group_by_length: bool = False,
+        closed_answers: list[str] | str | None = None,
     ) -> None:
         super().__init__()
+        if isinstance(closed_answers, str) and closed_answers != "auto":
+            raise ValueError(f"closed_answers must be a list of answers or 'auto', got {closed_answers!r}")
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         if not 0.0 <= val_fraction < 1.0:
@@ -140,6 +149,7 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
         self.generative = generative
         self.max_answer_length = max_answer_length
         self.group_by_length = group_by_length
+        self.closed_answers = closed_answers if isinstance(closed_answers, str) or closed_answers is None else list(closed_answers)
         self.system_prompt = system_prompt
         self.datasets: dict[str, Any] = {}
         self.meta: dict[str, dict] = {}
@@ -152,7 +162,9 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
         classification, label set) with :meth:`batch_from_texts`, exactly as files of them would
         be encoded: for a model served or queried outside training (``instructrec serve``)."""
         data = cls(tokenizer=tokenizer, **options)
-        data.__dict__["reference"] = {"task": task, "label_names": list(label_names) if label_names else None}
+        closed = data.closed_answers if isinstance(data.closed_answers, list) else None
+        data.__dict__["reference"] = {"task": task, "label_names": list(label_names) if label_names else None,
+                                      **({"closed_answers": closed} if closed is not None else {})}
         return data
 
     # -- what the model needs to know ---------------------------------------------------------
@@ -188,11 +200,30 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
                 f"first record: {first.source}, record {first.record}"
             )
         labels = list(first.instruction.fields["options"]) if task == "classification" else None
-        return {"task": task, "label_names": labels}
+        reference = {"task": task, "label_names": labels}
+        if self.closed_answers is not None:
+            if task != "qa" or self.is_generative:
+                raise InstructionError(f"closed_answers is for extractive QA; this data is {task} ({self._describe(split)})")
+            reference["closed_answers"] = self._closed_answers()
+        return reference
+
+    def _closed_answers(self) -> list[str]:
+        """``closed_answers`` as a list: as given, or (``auto``) read off the training split."""
+        if isinstance(self.closed_answers, list):
+            return list(self.closed_answers)
+        if not self.paths["train"]:
+            raise InstructionError("closed_answers: auto reads the answers off the training split; without one, list them")
+        examples = [e for e in self._collect("train", check=None).examples if e.instruction.task == "qa"]
+        return encoding.answers_outside_context(examples)
 
     @property
     def task(self) -> str:
         return self.reference["task"]
+
+    @property
+    def answer_classes(self) -> list[str] | None:
+        """The QA closed answers (see ``closed_answers``), else None."""
+        return self.reference.get("closed_answers")
 
     @property
     def label_names(self) -> list[str] | None:
@@ -206,13 +237,16 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
 
     @property
     def tasks(self) -> dict[str, dict]:
-        """``{name: {"type": ..., "labels": [...]}}`` (labels for classification only): what a
-        model needs to build its head; the CLI links it into the model's ``tasks``. A generative
+        """``{name: {"type": ..., "labels": [...]}}`` (labels for classification only; ``answers``
+        for QA with closed answers): what a model needs to build its heads; the CLI links it into
+        the model's ``tasks``. A generative
         task with a ``system_prompt`` carries it, so the checkpoint remembers the system turn it
         was trained with (``ask --generate`` and ``serve`` use it)."""
         spec = {"type": self.task}
         if self.task == "classification":
             spec["labels"] = list(self.label_names)
+        if self.answer_classes is not None:
+            spec["answers"] = list(self.answer_classes)
         if self.system_prompt is not None and self.is_generative:
             spec["system_prompt"] = self.system_prompt
         return {self.name: spec}
@@ -288,7 +322,7 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
             return generative.check_generative_task(self.task)
         if self.task == "classification":
             return encoding.check_labels(self.label_names)
-        return encoding.check_task(self.task)
+        return encoding.check_task(self.task, self.answer_classes)
 
     def _encoder(self, examples: list, references: dict[str, list[dict]] | None = None):
         """The examples' columns, and the batched function that encodes them."""
@@ -300,7 +334,7 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
         if self.task == "classification":
             columns = encoding.classification_columns(examples, self.label_names)
             return columns, encoding.encode_classification(self.tokenizer, self.max_length)
-        columns = encoding.qa_columns(examples, references)
+        columns = encoding.qa_columns(examples, references, self.answer_classes)
         return columns, encoding.encode_qa(self.tokenizer, self.max_length, self.doc_stride)
 
     def _references(self, split: str) -> dict[str, list[dict]] | None:

@@ -10,6 +10,12 @@ kept in the checkpoint (buffer ``null_threshold``) and used by :meth:`decode` (t
 ``instructrec predict`` with :class:`~instructrec.callbacks.QAPredictionWriter` writes the official
 prediction files.
 
+Closed answers (the task's ``answers``, from ``InstructionDataModule(closed_answers=...)``): answers
+no span of the context can be (bAbI's yes/no, counts, lists, directions). An answer head on the
+first token's state then picks "extract a span" or one of them, as the answer-type heads of readers
+for such data do (NAQANet, DROP); its cross-entropy on ``answer_class`` is added to the span loss,
+and an example's answer is the closed answer its features' mean logits pick, else the best span.
+
 Batch contract (``B`` features, ``S`` tokens): ``input_ids``, ``attention_mask``, optional
 ``token_type_ids`` ``(B, S)``; for training ``start_positions``, ``end_positions`` ``(B,)``; for
 text-level evaluation and prediction also, per feature (:data:`instructrec.batch.TEXT_COLUMNS`), ``offset_mapping`` (list of ``S_f`` pairs, NO_OFFSET for
@@ -19,14 +25,15 @@ texts, empty for no answer). Without those four, evaluation logs the loss only.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import lightning as L
 import torch
 
 from instructrec import backbones
-from instructrec.batch import TEXT_COLUMNS, encoder_inputs
-from instructrec.models.heads import SpanHead
+from instructrec.batch import IGNORE_LABEL, SPAN_CLASS, TEXT_COLUMNS, encoder_inputs
+from instructrec.models.heads import ClassificationHead, SpanHead
 from instructrec.models.optim import adamw_with_warmup
 from instructrec.qa.postprocess import QAPrediction, postprocess_qa_predictions
 from instructrec.qa.squad_metrics import best_thresholds, evaluate_v1, evaluate_v2
@@ -38,7 +45,8 @@ class QAReasoningModule(L.LightningModule):
     Args:
         backbone: encoder name (``auto``, ``minilm-l6``, ``tiny-bert``, a local folder).
         tasks: the data's task description (linked by the CLI): one task, of type ``qa``; its name
-            is only checked, metrics are ``val/exact_match``, ``val/f1`` whatever it is.
+            is only checked, metrics are ``val/exact_match``, ``val/f1`` whatever it is. Its
+            ``answers`` (closed answers, optional) add the answer head.
         pretrained: load the backbone's weights (False: random, same architecture).
         version_2: SQuAD 2.0 (questions may have no answer; null threshold tuned on validation).
         n_best: answer candidates kept per question.
@@ -67,21 +75,41 @@ class QAReasoningModule(L.LightningModule):
         self.hparams.backbone = backbones.canonical(backbone)  # what `auto` meant, for the checkpoint
         self.encoder = backbones.load_encoder(backbone, pretrained=pretrained)
         self.head = SpanHead(self.encoder.config.hidden_size, dropout)
+        closed = next(iter(tasks.values())).get("answers") if tasks else None
+        self.closed_answers: list[str] = list(closed or [])
+        # "extract a span" (SPAN_CLASS) or closed answer i (1 + i)
+        self.answer_head = (
+            ClassificationHead(self.encoder.config.hidden_size, [""] + self.closed_answers, dropout) if closed else None
+        )
         self.register_buffer("null_threshold", torch.tensor(0.0))  # tuned on validation (v2)
         self._collected: dict[str, list[dict[str, Any]]] = {"val": [], "test": []}
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Start and end logits ``(B, S)`` each, float32; padding gets the most negative float."""
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> tuple[torch.Tensor, ...]:
+        """Start and end logits ``(B, S)`` each, float32 (padding gets the most negative float), and
+        with closed answers the answer head's logits ``(B, 1 + len(closed_answers))``."""
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
-        return self.head(self.encoder(**inputs).last_hidden_state, attention_mask)
+        states = self.encoder(**inputs).last_hidden_state
+        start, end = self.head(states, attention_mask)
+        if self.answer_head is None:
+            return start, end
+        return start, end, self.answer_head(states).float()
 
-    def _outputs(self, batch: dict):
+    def _outputs(self, batch: dict) -> tuple[torch.Tensor, ...]:
         return self(**encoder_inputs(batch))
 
+    def _loss(self, outputs: tuple[torch.Tensor, ...], batch: dict) -> torch.Tensor:
+        """The span loss, plus with closed answers the answer head's cross-entropy."""
+        loss = self.head.loss(outputs[:2], batch)
+        if self.answer_head is not None:
+            labels = batch["answer_class"]
+            if bool((labels != IGNORE_LABEL).any()):
+                loss = loss + torch.nn.functional.cross_entropy(outputs[2], labels, ignore_index=IGNORE_LABEL)
+        return loss
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.head.loss(self._outputs(batch), batch)
+        loss = self._loss(self._outputs(batch), batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["input_ids"]))
         return loss
 
@@ -94,12 +122,12 @@ class QAReasoningModule(L.LightningModule):
         self._evaluation_step("test", batch)
 
     def _evaluation_step(self, stage: str, batch: dict) -> None:
-        start, end = self._outputs(batch)
+        outputs = self._outputs(batch)
         if "start_positions" in batch:
-            loss = self.head.loss((start, end), batch)
+            loss = self._loss(outputs, batch)
             self.log(f"{stage}/loss", loss, batch_size=len(batch["input_ids"]), sync_dist=True)
         if all(key in batch for key in TEXT_COLUMNS):
-            self._collected[stage].append(_collect(start, end, batch))
+            self._collected[stage].append(_collect(outputs, batch))
 
     def on_validation_epoch_end(self) -> None:
         self._score("val")
@@ -137,18 +165,18 @@ class QAReasoningModule(L.LightningModule):
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
         """The batch's logits and text columns; :class:`~instructrec.callbacks.QAPredictionWriter`
         decodes them (an answer may span features of several batches) with :meth:`decode`."""
-        start, end = self._outputs(batch)
-        return _collect(start, end, batch)
+        return _collect(self._outputs(batch), batch)
 
     def decode(
         self, collected: list[dict[str, Any]], *, null_threshold: float | None = None
     ) -> tuple[list[str], list[QAPrediction], dict[str, list[str]]]:
-        """Answer texts from collected batches (``start``, ``end`` logits and the
-        :data:`~instructrec.batch.TEXT_COLUMNS`); ``null_threshold`` None: the tuned one.
+        """Answer texts from collected batches (``start``, ``end`` logits, ``answer`` logits with
+        closed answers, and the :data:`~instructrec.batch.TEXT_COLUMNS`); ``null_threshold`` None:
+        the tuned one.
 
         Returns the question ids in first-seen order, one prediction each, and the references.
         """
-        offsets, example_index, contexts, ids, references, starts, ends = [], [], [], [], {}, [], []
+        offsets, example_index, contexts, ids, references, starts, ends, answer = [], [], [], [], {}, [], [], []
         position: dict[str, int] = {}
         for batch in collected:
             for f, qid in enumerate(batch["example_id"]):
@@ -161,6 +189,8 @@ class QAReasoningModule(L.LightningModule):
                 offsets.append(batch["offset_mapping"][f])
                 starts.append(batch["start"][f])
                 ends.append(batch["end"][f])
+                if "answer" in batch:
+                    answer.append(batch["answer"][f])
         threshold = float(self.null_threshold) if null_threshold is None else null_threshold
         predictions = postprocess_qa_predictions(
             starts,
@@ -173,11 +203,29 @@ class QAReasoningModule(L.LightningModule):
             version_2=self.hparams.version_2,
             null_threshold=threshold,
         )
+        if answer:
+            predictions = self._choose_closed(predictions, torch.stack(answer), torch.tensor(example_index), len(ids))
         return ids, predictions, references
+
+    def _choose_closed(
+        self, predictions: list[QAPrediction], logits: torch.Tensor, example_index: torch.Tensor, n_examples: int
+    ) -> list[QAPrediction]:
+        """Each example's answer: the closed answer its features' mean answer logits pick, else
+        (they pick "extract a span") the span post-processing chose."""
+        mean = torch.zeros(n_examples, logits.shape[1]).index_add_(0, example_index, logits)
+        mean /= torch.bincount(example_index, minlength=n_examples).clamp(min=1).unsqueeze(1)
+        choices = mean.argmax(1).tolist()
+        return [
+            p if choice == SPAN_CLASS else replace(p, text=self.closed_answers[choice - 1], closed=True)
+            for p, choice in zip(predictions, choices)
+        ]
 
     def configure_optimizers(self):
         return adamw_with_warmup(self)
 
 
-def _collect(start: torch.Tensor, end: torch.Tensor, batch: dict) -> dict[str, Any]:
-    return {"start": start.detach().float().cpu(), "end": end.detach().float().cpu(), **{k: list(batch[k]) for k in TEXT_COLUMNS}}
+def _collect(outputs: tuple[torch.Tensor, ...], batch: dict) -> dict[str, Any]:
+    """What decoding reads of a batch: the logits (``start``, ``end``, and ``answer`` with closed
+    answers) on the CPU, and the text columns."""
+    logits = {name: tensor.detach().float().cpu() for name, tensor in zip(("start", "end", "answer"), outputs)}
+    return {**logits, **{k: list(batch[k]) for k in TEXT_COLUMNS}}

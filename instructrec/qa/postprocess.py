@@ -67,6 +67,7 @@ class QAPrediction:
     best: SpanCandidate | None  # the best non-null span; None when no feature has a valid span
     nbest: list[SpanCandidate] = field(default_factory=list)  # best first; holds the null entry in v2
     null_score: float | None = None  # SQuAD 2.0 only: the smallest null score over the features
+    closed: bool = False  # ``text`` is a closed answer chosen by a reader's answer head, not a span
 
     @property
     def null_odds(self) -> float:
