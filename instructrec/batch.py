@@ -11,7 +11,9 @@ from __future__ import annotations
 ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # The columns a model reads; the rest (ids, offsets) stay in the data set for post-processing.
 MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "labels", "start_positions", "end_positions",
-                 "answer_class")
+                 "answer_class", "support_labels")
+# Per-token label columns: padded with IGNORE_LABEL to the batch's width (the tokenizer pads the inputs).
+TOKEN_LABEL_COLUMNS = ("support_labels",)
 # What turns a QA feature's logits into an answer text and scores it: evaluation and prediction
 # batches carry these as lists (one entry per feature) beside the model's tensors.
 TEXT_COLUMNS = ("offset_mapping", "example_id", "context", "answers")

@@ -20,13 +20,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from instructrec import backbones
-from instructrec.batch import GENERATION_TEXT_COLUMNS, MODEL_COLUMNS, TEXT_COLUMNS
+from instructrec.batch import GENERATION_TEXT_COLUMNS, IGNORE_LABEL, MODEL_COLUMNS, TEXT_COLUMNS, TOKEN_LABEL_COLUMNS
 from instructrec.data import cache, encoding, generative
 from instructrec.data.files import TextRecord, read_instruction_file
 from instructrec.data.loading import LoadedSplit, OnError, collect, holdout_position, parsed, report, subsample
 from instructrec.data.raw import reader_code
 from instructrec.data.resumable import EpochShuffleSampler, ResumableData, ResumableLoader
-from instructrec.data.sources import read_records, reference_answers, templated
+from instructrec.data.sources import evidence_spans, read_records, reference_answers, templated
 from instructrec.errors import MissingFileError
 from instructrec.instructions import InstructionError
 from instructrec.paths import resolve_path
@@ -81,10 +81,15 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
             ``DistributedSampler`` shuffles as usual.
         closed_answers: QA only: answers the reader chooses rather than extracts (bAbI's yes/no,
             counts, lists and directions, which no span of the context is): a list, or ``auto``
-            for every answer of the training split that does not occur in its own context. The
-            model gets them as its task's ``answers`` (a head that picks one of them or "extract a
-            span"). An example whose answer is one of them is labelled with it wherever its text
-            occurs; any other answer must occur in its context. Default None: every answer is a span.
+            for every answer of the training split that some example's context does not hold as a
+            word. The model gets them as its task's ``answers`` (a head that picks one of them or
+            "extract a span"). An example whose context holds its answer as a word is labelled
+            with that span, any other with its closed answer (which it must then be). Default
+            None: every answer is a span.
+        supporting_facts: QA only: label each context token inside a supporting fact of its
+            question (``support_labels``: 1 inside, 0 elsewhere in the context), for the reader's
+            supporting-fact loss (``QAReasoningModule(support_weight=...)``). The raw records must
+            give them (``evidence``: the ``babi`` template's reader does).
     """
 
     def __init__(
@@ -115,6 +120,7 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
         system_prompt: str | None = None,
         group_by_length: bool = False,
         closed_answers: list[str] | str | None = None,
+        supporting_facts: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(closed_answers, str) and closed_answers != "auto":
@@ -151,6 +157,7 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
         self.group_by_length = group_by_length
         self.closed_answers = closed_answers if isinstance(closed_answers, str) or closed_answers is None else list(closed_answers)
         self.system_prompt = system_prompt
+        self.supporting_facts = supporting_facts
         self.datasets: dict[str, Any] = {}
         self.meta: dict[str, dict] = {}
         self._reported: set[Path] = set()
@@ -295,7 +302,7 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
     def encode(self, split: str) -> tuple[Any, dict, LoadedSplit]:
         """Load and encode one split, bypassing the cache: ``(dataset, meta, loaded)``."""
         loaded = self.load_split(split)
-        dataset = self._encode_examples(loaded.examples, f"Encoding {split}", self._references(split))
+        dataset = self._encode_examples(loaded.examples, f"Encoding {split}", self._references(split), self._evidence(split))
         meta = {
             **self.reference,
             **({"prompts_truncated": sum(dataset["prompt_truncated"])} if self.is_generative else {}),
@@ -324,7 +331,8 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
             return encoding.check_labels(self.label_names)
         return encoding.check_task(self.task, self.answer_classes)
 
-    def _encoder(self, examples: list, references: dict[str, list[dict]] | None = None):
+    def _encoder(self, examples: list, references: dict[str, list[dict]] | None = None,
+                 evidence: dict[str, list[dict]] | None = None):
         """The examples' columns, and the batched function that encodes them."""
         if self.is_generative:
             columns = generative.generation_columns(examples, references)
@@ -334,7 +342,7 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
         if self.task == "classification":
             columns = encoding.classification_columns(examples, self.label_names)
             return columns, encoding.encode_classification(self.tokenizer, self.max_length)
-        columns = encoding.qa_columns(examples, references, self.answer_classes)
+        columns = encoding.qa_columns(examples, references, self.answer_classes, evidence)
         return columns, encoding.encode_qa(self.tokenizer, self.max_length, self.doc_stride)
 
     def _references(self, split: str) -> dict[str, list[dict]] | None:
@@ -345,10 +353,23 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
         source = "train" if self._held_out(split) else split
         return reference_answers(self._raw_records(source))
 
-    def _encode_examples(self, examples: list, desc: str, references: dict[str, list[dict]] | None = None):
+    def _evidence(self, split: str) -> dict[str, list[dict]] | None:
+        """With ``supporting_facts``: each question's supporting passages, from the raw records."""
+        if not self.supporting_facts:
+            return None
+        if self.task != "qa" or self.template is None:
+            raise InstructionError("supporting_facts labels QA contexts from raw records that give them (the babi template)")
+        source = "train" if self._held_out(split) else split
+        evidence = evidence_spans(self._raw_records(source))
+        if not evidence:
+            raise InstructionError(f"supporting_facts: the {self.template} records of {self._describe(split)} give no evidence")
+        return evidence
+
+    def _encode_examples(self, examples: list, desc: str, references: dict[str, list[dict]] | None = None,
+                         evidence: dict[str, list[dict]] | None = None):
         from datasets import Dataset
 
-        columns, encode = self._encoder(examples, references)
+        columns, encode = self._encoder(examples, references, evidence)
         raw = Dataset.from_dict(columns)
         return raw.map(encode, batched=True, remove_columns=raw.column_names, desc=desc)
 
@@ -416,6 +437,7 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
             "tokenizer": backbones.describe(self.tokenizer_name),
             "max_length": self.max_length,
             "doc_stride": self.doc_stride,
+            **({"supporting_facts": True} if self.supporting_facts else {}),
             **({"generative": {"max_answer_length": self.max_answer_length, "system_prompt": self.system_prompt}}
                if self.is_generative else {}),
             "on_error": self.on_error,
@@ -524,13 +546,26 @@ class ModelBatchCollator:
         self.task = task
 
     def __call__(self, rows: list[dict]) -> dict:
-        batch = dict(self.pad([{k: v for k, v in row.items() if k in MODEL_COLUMNS} for row in rows]))
+        batch = dict(self.pad([{k: v for k, v in row.items() if k in MODEL_COLUMNS and k not in TOKEN_LABEL_COLUMNS}
+                               for row in rows]))
+        for name in TOKEN_LABEL_COLUMNS:
+            if rows and name in rows[0]:
+                batch[name] = pad_token_labels([row[name] for row in rows], batch["input_ids"].shape[1])
         for name in TEXT_COLUMNS:
             if rows and name in rows[0]:
                 batch[name] = [row[name] for row in rows]
         if self.task is not None:
             batch["task"] = self.task
         return batch
+
+
+def pad_token_labels(rows: list, width: int) -> torch.Tensor:
+    """Per-token labels ``(B, width)``, each row right-padded with IGNORE_LABEL (as the inputs are)."""
+    padded = torch.full((len(rows), width), IGNORE_LABEL, dtype=torch.long)
+    for i, row in enumerate(rows):
+        values = torch.as_tensor(row, dtype=torch.long)
+        padded[i, : len(values)] = values
+    return padded
 
 
 def as_paths(value: str | list[str] | None) -> list[str]:

@@ -3,13 +3,15 @@ tokenisation that ``datasets.Dataset.map`` runs.
 
 Classification: the model reads the rendered instruction without its answer; the label is the
 answer's index in the label set (the options every example shares). Extractive QA: question and
-context are encoded as a pair in doc-stride windows (:mod:`instructrec.data.qa_features`); with
-closed answers (yes/no, counts, lists: answers a span of the context cannot be), an example whose
-answer is one of them is labelled with its class and "no span" (CLS) in every window.
+context are encoded as a pair in doc-stride windows (:mod:`instructrec.data.qa_features`). With
+closed answers (yes/no, counts, lists: what a span of the context cannot be), an example whose
+answer its context does not hold as a word is labelled with that answer's class and "no span" (CLS)
+in every window; one whose context holds it is labelled with the span, as without them.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 from instructrec.batch import IGNORE_LABEL, SPAN_CLASS
@@ -22,27 +24,48 @@ ENCODED_TASKS = ("classification", "qa")
 
 def check_task(task: str, closed_answers: list[str] | None = None) -> Callable[[Instruction], None]:
     """A check that rejects instructions of another task (one data module, one task), and QA
-    answers that are neither in their context nor one of the ``closed_answers``."""
+    answers that are not in their context (with ``closed_answers``: as a word) nor one of them."""
     closed = set(closed_answers or ())
 
     def check(instruction: Instruction) -> None:
         if instruction.task != task:
             raise InstructionError(f"expected a {task} instruction, got {instruction.task}")
-        if task == "qa" and instruction.answer is not None and instruction.answer not in closed:
-            if answer_char_span(instruction.fields["context"], instruction.answer) is None:
-                hint = "" if closed_answers is None else f" nor one of the closed answers {sorted(closed)}"
-                raise InstructionError(f"answer {instruction.answer!r} does not occur in the context{hint}")
+        if task != "qa" or instruction.answer is None:
+            return
+        context, answer = instruction.fields["context"], instruction.answer
+        if closed_answers is None:
+            if answer_char_span(context, answer) is None:
+                raise InstructionError(f"answer {answer!r} does not occur in the context")
+        elif answer not in closed and word_occurrence(context, answer) is None:
+            raise InstructionError(f"answer {answer!r} does not occur in the context as a word nor is one of the "
+                                   f"closed answers {sorted(closed)}")
 
     return check
 
 
+def word_occurrence(context: str, answer: str, hint: int | None = None) -> int | None:
+    """Where ``answer`` occurs in ``context`` as whole words (not "no" in "north", nor "one" in
+    "someone"): at ``hint`` when it does there, else its first such occurrence; None if nowhere.
+    Only Latin letters and digits count as word characters at its edges, so a Chinese answer inside
+    a Chinese sentence (no spaces between words) still occurs."""
+    if not answer:
+        return None
+    before = "(?<![A-Za-z0-9])" if answer[0].isascii() and answer[0].isalnum() else ""
+    after = "(?![A-Za-z0-9])" if answer[-1].isascii() and answer[-1].isalnum() else ""
+    pattern = re.compile(before + re.escape(answer) + after)
+    if hint is not None and hint >= 0 and pattern.match(context, hint):
+        return hint
+    found = pattern.search(context)
+    return None if found is None else found.start()
+
+
 def answers_outside_context(examples: list[Example]) -> list[str]:
-    """The QA answers that do not occur in their own context, sorted: what a reader must choose
-    rather than extract (``closed_answers="auto"``)."""
+    """The QA answers that some example's context does not hold as a word, sorted: what a reader
+    must choose rather than extract (``closed_answers="auto"``)."""
     outside = {
         e.instruction.answer
         for e in examples
-        if e.instruction.answer is not None and answer_char_span(e.instruction.fields["context"], e.instruction.answer) is None
+        if e.instruction.answer is not None and word_occurrence(e.instruction.fields["context"], e.instruction.answer) is None
     }
     return sorted(outside)
 
@@ -83,7 +106,10 @@ def encode_classification(tokenizer, max_length: int) -> Callable[[dict], dict]:
 
 
 def qa_columns(
-    examples: list[Example], references: dict[str, list[dict]] | None = None, closed_answers: list[str] | None = None
+    examples: list[Example],
+    references: dict[str, list[dict]] | None = None,
+    closed_answers: list[str] | None = None,
+    evidence: dict[str, list[dict]] | None = None,
 ) -> dict[str, list]:
     """The QA columns; ``answers`` are the reference answers' texts that score a prediction: those
     of ``references`` (``{"text", "answer_start"}`` per answer of a raw record, e.g. every
@@ -91,29 +117,60 @@ def qa_columns(
     own answer (none for an unanswerable question). ``answer_start`` is where the first reference
     with the instruction's answer text starts, when known: labels then point at that occurrence,
     not at the text's first one. With ``closed_answers`` (None: no such column), ``answer_class``
-    is 1 + the answer's index among them, :data:`~instructrec.batch.SPAN_CLASS` for an answer to
-    extract, or IGNORE_LABEL for none; a closed answer is then no span to extract (``answer`` None),
-    even where its text happens to occur in the context ("no" in "no longer")."""
+    is :data:`~instructrec.batch.SPAN_CLASS` for an answer its context holds as a word (extract it
+    there: at ``answer_start`` when it is a word there), else 1 + its index among them (``answer``
+    None: no span to extract), or IGNORE_LABEL for no answer. So one answer text can be extracted in
+    one task and chosen in another ("kitchen" told in bAbI task 1, inferred from "hungry" in task
+    20). With ``evidence`` (``{"text", "start"}`` passages per example id, see
+    :func:`~instructrec.data.sources.evidence_spans`), ``evidence`` holds each passage's
+    ``[start, end)`` characters in the instruction's context."""
     fields = [e.instruction.fields for e in examples]
     references = references or {}
-    closed = {} if closed_answers is None else {answer: 1 + i for i, answer in enumerate(closed_answers)}
+    answers = [f.get("answer") for f in fields]
+    starts = [_answer_start(references.get(e.id, []), answer) for e, answer in zip(examples, answers)]
     extra = {}
     if closed_answers is not None:
+        index = {answer: 1 + i for i, answer in enumerate(closed_answers)}
+        starts = [None if a is None else word_occurrence(f["context"], a, s) for f, a, s in zip(fields, answers, starts)]
         extra["answer_class"] = [
-            IGNORE_LABEL if f.get("answer") is None else closed.get(f["answer"], SPAN_CLASS) for f in fields
+            IGNORE_LABEL if a is None else SPAN_CLASS if s is not None else index[a] for a, s in zip(answers, starts)
         ]
+        answers = [a if s is not None else None for a, s in zip(answers, starts)]
+    if evidence is not None:
+        extra["evidence"] = [_located(evidence.get(e.id, []), f["context"], e) for e, f in zip(examples, fields)]
     return {
         "example_id": [e.id for e in examples],
         "question": [f["question"] for f in fields],
         "context": [f["context"] for f in fields],
-        "answer": [None if f.get("answer") in closed else f.get("answer") for f in fields],
-        "answer_start": [_answer_start(references.get(e.id, []), f.get("answer")) for e, f in zip(examples, fields)],
+        "answer": answers,
+        "answer_start": starts,
         "answers": [
             [a["text"] for a in references[e.id]] if e.id in references else [f["answer"]] if "answer" in f else []
             for e, f in zip(examples, fields)
         ],
         **extra,
     }
+
+
+def _located(passages: list[dict], context: str, example: Example) -> list[list[int]]:
+    """The ``[start, end)`` characters of each evidence passage in ``context`` (at its ``start``
+    when it is there, else its first occurrence)."""
+    spans = []
+    for passage in passages:
+        span = answer_char_span(context, passage["text"], passage.get("start"))
+        if span is None:
+            raise InstructionError(f"evidence {passage['text']!r} does not occur in the context of {example.id}")
+        spans.append(list(span))
+    return spans
+
+
+def support_labels(offsets: list, spans: list[list[int]]) -> list[int]:
+    """Per token of one feature: 1 inside an evidence span, 0 elsewhere in the context, and
+    IGNORE_LABEL for tokens that are not the context's (``NO_OFFSET``: question, special tokens)."""
+    return [
+        IGNORE_LABEL if start < 0 else int(any(low <= start and end <= high for low, high in spans))
+        for start, end in offsets
+    ]
 
 
 def _answer_start(references: list[dict], answer: str | None) -> int | None:
@@ -141,6 +198,11 @@ def encode_qa(tokenizer, max_length: int, doc_stride: int) -> Callable[[dict], d
         for name in ("example_id", "context", "answers", "answer_class"):
             if name in batch:
                 features[name] = [batch[name][i] for i in features["example_index"]]
+        if "evidence" in batch:
+            features["support_labels"] = [
+                support_labels(offsets, batch["evidence"][i])
+                for offsets, i in zip(features["offset_mapping"], features["example_index"])
+            ]
         return features
 
     return encode

@@ -329,8 +329,9 @@ def read_babi_qa(path: PathLike, max_facts: int | None = None, retrieve: list[in
     so far (its facts in order, joined by spaces; only the last ``max_facts`` when given, see
     :meth:`~instructrec.babi.BabiStory.context_before`), ``answers`` the one answer, located in
     the last supporting fact that contains it. Also ``story`` (0-based), ``supporting`` (the
-    facts' line numbers) and ``facts`` (the context's). ``id`` is ``<file name>:s<story>:<line>``;
-    ``record`` the question's 1-based position in the file.
+    facts' line numbers), ``facts`` (the context's) and ``evidence`` (each supporting fact the
+    context holds, as ``{"text", "start"}``: what a reader's supporting-fact loss labels). ``id`` is
+    ``<file name>:s<story>:<line>``; ``record`` the question's 1-based position in the file.
 
     ``retrieve``: the context is instead the facts that multi-hop retrieval over the story selects,
     per hop how many (:func:`~instructrec.retrieval.stories.story_chains`), in story order: the
@@ -365,6 +366,7 @@ def read_babi_qa(path: PathLike, max_facts: int | None = None, retrieve: list[in
                 "story": story.index,
                 "supporting": list(question.supporting),
                 "facts": facts,
+                "evidence": [{"text": story.facts[n], "start": starts[n]} for n in question.supporting if n in starts],
                 "source": source,
                 "record": len(records) + 1,
             })

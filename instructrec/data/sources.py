@@ -55,3 +55,9 @@ def reference_answers(records: list[dict]) -> dict[str, list[dict]]:
         for record in records
         if isinstance(record.get("answers"), list)
     }
+
+
+def evidence_spans(records: list[dict]) -> dict[str, list[dict]]:
+    """``{record id: its evidence}`` for raw records that give it (``{"text", "start"}`` per
+    passage of the context that supports the answer: bAbI's supporting facts)."""
+    return {str(record["id"]): [dict(e) for e in record["evidence"]] for record in records if isinstance(record.get("evidence"), list)}

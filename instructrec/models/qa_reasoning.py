@@ -53,6 +53,10 @@ class QAReasoningModule(L.LightningModule):
         max_answer_length: longest answer, in tokens.
         learning_rate, weight_decay, warmup_ratio: AdamW with linear warm-up and decay.
         dropout: before the span head.
+        support_weight: weight of the supporting-fact loss (0: none): a per-token head learns which
+            context tokens lie in a supporting fact (``support_labels``, from
+            ``InstructionDataModule(supporting_facts=true)``), binary cross-entropy over the context
+            tokens, added to the answer's loss: the strong supervision of Weston et al. (2015).
     """
 
     def __init__(
@@ -67,8 +71,11 @@ class QAReasoningModule(L.LightningModule):
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.1,
         dropout: float = 0.1,
+        support_weight: float = 0.0,
     ) -> None:
         super().__init__()
+        if support_weight < 0:
+            raise ValueError(f"support_weight must be >= 0, got {support_weight}")
         if tasks is not None and [spec.get("type") for spec in tasks.values()] != ["qa"]:
             raise ValueError(f"QAReasoningModule reads one extractive QA task; the data has tasks {tasks}")
         self.save_hyperparameters()
@@ -81,31 +88,47 @@ class QAReasoningModule(L.LightningModule):
         self.answer_head = (
             ClassificationHead(self.encoder.config.hidden_size, [""] + self.closed_answers, dropout) if closed else None
         )
+        self.support_head = torch.nn.Linear(self.encoder.config.hidden_size, 1) if support_weight > 0 else None
         self.register_buffer("null_threshold", torch.tensor(0.0))  # tuned on validation (v2)
         self._collected: dict[str, list[dict[str, Any]]] = {"val": [], "test": []}
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> tuple[torch.Tensor, ...]:
         """Start and end logits ``(B, S)`` each, float32 (padding gets the most negative float), and
         with closed answers the answer head's logits ``(B, 1 + len(closed_answers))``."""
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if token_type_ids is not None:
-            inputs["token_type_ids"] = token_type_ids
+        outputs = self._outputs({"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids})
+        return tuple(outputs[name] for name in ("start", "end", "answer") if name in outputs)
+
+    def _outputs(self, batch: dict) -> dict[str, torch.Tensor]:
+        """What the losses and decoding read: ``start`` and ``end`` logits, ``answer`` logits (closed
+        answers) and per-token ``support`` logits ``(B, S)`` (``support_weight`` > 0)."""
+        inputs = {k: v for k, v in encoder_inputs(batch).items() if v is not None}
         states = self.encoder(**inputs).last_hidden_state
-        start, end = self.head(states, attention_mask)
-        if self.answer_head is None:
-            return start, end
-        return start, end, self.answer_head(states).float()
+        start, end = self.head(states, inputs.get("attention_mask"))
+        outputs = {"start": start, "end": end}
+        if self.answer_head is not None:
+            outputs["answer"] = self.answer_head(states).float()
+        if self.support_head is not None:
+            outputs["support"] = self.support_head(states).squeeze(-1).float()
+        return outputs
 
-    def _outputs(self, batch: dict) -> tuple[torch.Tensor, ...]:
-        return self(**encoder_inputs(batch))
-
-    def _loss(self, outputs: tuple[torch.Tensor, ...], batch: dict) -> torch.Tensor:
-        """The span loss, plus with closed answers the answer head's cross-entropy."""
-        loss = self.head.loss(outputs[:2], batch)
+    def _loss(self, outputs: dict[str, torch.Tensor], batch: dict) -> torch.Tensor:
+        """The span loss, plus with closed answers the answer head's cross-entropy, plus
+        ``support_weight`` times the supporting-fact loss."""
+        loss = self.head.loss((outputs["start"], outputs["end"]), batch)
         if self.answer_head is not None:
             labels = batch["answer_class"]
             if bool((labels != IGNORE_LABEL).any()):
-                loss = loss + torch.nn.functional.cross_entropy(outputs[2], labels, ignore_index=IGNORE_LABEL)
+                loss = loss + torch.nn.functional.cross_entropy(outputs["answer"], labels, ignore_index=IGNORE_LABEL)
+        if self.support_head is not None:
+            if "support_labels" not in batch:
+                raise ValueError("support_weight > 0 needs support_labels: set the data module's supporting_facts: true")
+            labels = batch["support_labels"]
+            labelled = labels != IGNORE_LABEL
+            if bool(labelled.any()):
+                support = torch.nn.functional.binary_cross_entropy_with_logits(
+                    outputs["support"][labelled], labels[labelled].float()
+                )
+                loss = loss + self.hparams.support_weight * support
         return loss
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -224,8 +247,8 @@ class QAReasoningModule(L.LightningModule):
         return adamw_with_warmup(self)
 
 
-def _collect(outputs: tuple[torch.Tensor, ...], batch: dict) -> dict[str, Any]:
+def _collect(outputs: dict[str, torch.Tensor], batch: dict) -> dict[str, Any]:
     """What decoding reads of a batch: the logits (``start``, ``end``, and ``answer`` with closed
     answers) on the CPU, and the text columns."""
-    logits = {name: tensor.detach().float().cpu() for name, tensor in zip(("start", "end", "answer"), outputs)}
+    logits = {name: outputs[name].detach().float().cpu() for name in ("start", "end", "answer") if name in outputs}
     return {**logits, **{k: list(batch[k]) for k in TEXT_COLUMNS}}
