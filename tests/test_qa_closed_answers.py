@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from instructrec.batch import IGNORE_LABEL, SPAN_CLASS, encoder_inputs
 from instructrec.callbacks import QAPredictionWriter
 from instructrec.data import InstructionDataModule
+from instructrec.data.raw import read_babi_qa
 from instructrec.errors import InputError
 from instructrec.instructions import InstructionError
 from instructrec.models.qa_reasoning import QAReasoningModule
@@ -211,8 +212,6 @@ def test_ask_and_export_refuse_a_reader_with_closed_answers(tmp_path):
 # -- supporting facts ------------------------------------------------------------------------------
 
 def test_babi_records_give_their_supporting_facts_as_evidence(story):
-    from instructrec.data.raw import read_babi_qa
-
     records = {r["id"].split(":", 1)[1]: r for r in read_babi_qa(story)}
     assert records["s0:6"]["evidence"] == [{"text": "Daniel is no longer in the office.", "start": 60}]
     assert records["s0:6"]["context"][60:].startswith("Daniel is no longer")
@@ -273,3 +272,57 @@ def test_supporting_facts_need_records_that_give_them(tmp_path):
                                  cache_dir=str(tmp_path / "cache"))
     with pytest.raises(InstructionError, match="supporting_facts labels QA contexts from raw records"):
         data.encode("train")
+
+
+# -- the evidence a support head marks -------------------------------------------------------------
+
+def test_marked_spans_join_runs_of_marked_context_tokens():
+    from instructrec.qa.postprocess import marked_spans, merge_spans
+
+    # [CLS] Mary moved . John went . [SEP]
+    offsets = [(-1, -1), (0, 4), (5, 10), (10, 11), (12, 16), (17, 21), (21, 22), (-1, -1)]
+    assert marked_spans(offsets, [True, True, True, True, False, True, True, True]) == [(0, 11), (17, 22)]
+    assert marked_spans(offsets, [False] * 8) == []
+    assert merge_spans([(17, 22), (0, 11), (5, 12), (12, 14)]) == ((0, 14), (17, 22))
+
+
+@settings(max_examples=200, deadline=None)
+@given(marks=st.lists(st.booleans(), min_size=1, max_size=30))
+def test_marked_spans_cover_exactly_the_marked_tokens(marks):
+    from instructrec.qa.postprocess import marked_spans
+
+    offsets = [(-1, -1)] + [(3 * i, 3 * i + 2) for i in range(len(marks) - 1)]  # words of 2 characters and a space
+    spans = marked_spans(offsets, marks)
+    inside = [any(a <= start and end <= b for a, b in spans) for start, end in offsets]
+    assert inside == [mark and start >= 0 for mark, (start, _) in zip(marks, offsets)]
+
+
+def test_decode_reads_the_evidence_over_an_examples_windows():
+    model = QAReasoningModule("tiny-bert", tasks={"babi": {"type": "qa"}}, support_weight=1.0)
+    context = "Mary moved to the bathroom. John went to the hallway."
+    # two windows of one example: tokens of "Mary moved" and of "to the bathroom." / "the bathroom. John"
+    first = [(-1, -1), (0, 4), (5, 10), (11, 13), (-1, -1)]
+    second = [(-1, -1), (14, 17), (18, 26), (26, 27), (28, 32), (-1, -1)]
+    collected = [{
+        "start": torch.zeros(2, 6), "end": torch.zeros(2, 6),
+        "support": torch.tensor([[9.0, 2, 2, -1, 9, 0], [9.0, 3, 3, 3, -2, 9]]),  # padding and specials never count
+        "offset_mapping": [first, second], "example_id": ["a", "a"], "context": [context] * 2, "answers": [["bathroom"]] * 2,
+    }]
+    _, (prediction,), _ = model.decode(collected)
+    assert [(e.start, e.end, e.text) for e in prediction.evidence] == [(0, 10, "Mary moved"), (14, 27, "the bathroom.")]
+
+
+def test_predict_writes_the_evidence_file(tmp_path, story):
+    torch.manual_seed(0)
+    data = babi_data(tmp_path, story, supporting_facts=True)
+    model = QAReasoningModule("tiny-bert", tasks=data.tasks, dropout=0.0, support_weight=1.0)
+    with torch.no_grad():  # every token marked: each example's evidence is its whole context
+        model.support_head.weight.zero_()
+        model.support_head.bias.fill_(5.0)
+    writer = QAPredictionWriter(str(tmp_path / "predictions"))
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+                        default_root_dir=tmp_path, callbacks=[writer])
+    trainer.predict(model, datamodule=data, return_predictions=False)
+    evidence = json.loads((tmp_path / "predictions" / "evidence.json").read_text())
+    contexts = {r["id"]: r["context"] for r in read_babi_qa(story)}
+    assert evidence == {i: [{"start": 0, "end": len(c), "text": c}] for i, c in contexts.items()}

@@ -16,6 +16,11 @@ first token's state then picks "extract a span" or one of them, as the answer-ty
 for such data do (NAQANet, DROP); its cross-entropy on ``answer_class`` is added to the span loss,
 and an example's answer is the closed answer its features' mean logits pick, else the best span.
 
+Supporting facts (``support_weight`` > 0): a per-token head learns which context tokens lie in the
+question's supporting facts; decoding marks the runs of tokens it gives probability > 0.5 as the
+answer's evidence (``QAPrediction.evidence``; ``predict`` writes ``evidence.json``): a trace of the
+facts the reader used, for closed answers too.
+
 Batch contract (``B`` features, ``S`` tokens): ``input_ids``, ``attention_mask``, optional
 ``token_type_ids`` ``(B, S)``; for training ``start_positions``, ``end_positions`` ``(B,)``; for
 text-level evaluation and prediction also, per feature (:data:`instructrec.batch.TEXT_COLUMNS`), ``offset_mapping`` (list of ``S_f`` pairs, NO_OFFSET for
@@ -35,7 +40,7 @@ from instructrec import backbones
 from instructrec.batch import IGNORE_LABEL, SPAN_CLASS, TEXT_COLUMNS, encoder_inputs
 from instructrec.models.heads import ClassificationHead, SpanHead
 from instructrec.models.optim import adamw_with_warmup
-from instructrec.qa.postprocess import QAPrediction, postprocess_qa_predictions
+from instructrec.qa.postprocess import Evidence, QAPrediction, marked_spans, merge_spans, postprocess_qa_predictions
 from instructrec.qa.squad_metrics import best_thresholds, evaluate_v1, evaluate_v2
 
 
@@ -199,7 +204,7 @@ class QAReasoningModule(L.LightningModule):
 
         Returns the question ids in first-seen order, one prediction each, and the references.
         """
-        offsets, example_index, contexts, ids, references, starts, ends, answer = [], [], [], [], {}, [], [], []
+        offsets, example_index, contexts, ids, references, starts, ends, answer, support = [], [], [], [], {}, [], [], [], []
         position: dict[str, int] = {}
         for batch in collected:
             for f, qid in enumerate(batch["example_id"]):
@@ -214,6 +219,8 @@ class QAReasoningModule(L.LightningModule):
                 ends.append(batch["end"][f])
                 if "answer" in batch:
                     answer.append(batch["answer"][f])
+                if "support" in batch:
+                    support.append(batch["support"][f])
         threshold = float(self.null_threshold) if null_threshold is None else null_threshold
         predictions = postprocess_qa_predictions(
             starts,
@@ -228,6 +235,8 @@ class QAReasoningModule(L.LightningModule):
         )
         if answer:
             predictions = self._choose_closed(predictions, torch.stack(answer), torch.tensor(example_index), len(ids))
+        if support:
+            predictions = _with_evidence(predictions, support, offsets, example_index, contexts)
         return ids, predictions, references
 
     def _choose_closed(
@@ -247,8 +256,22 @@ class QAReasoningModule(L.LightningModule):
         return adamw_with_warmup(self)
 
 
+def _with_evidence(predictions: list[QAPrediction], support: list[torch.Tensor], offsets: list, example_index: list[int],
+                   contexts: list[str]) -> list[QAPrediction]:
+    """Each prediction with the context its support head marks (probability > 0.5 on a token),
+    over all of the example's windows."""
+    spans: list[list[tuple[int, int]]] = [[] for _ in predictions]
+    for logits, feature_offsets, i in zip(support, offsets, example_index):
+        marked = (logits[: len(feature_offsets)] > 0).tolist()  # sigmoid(logit) > 0.5
+        spans[i] += marked_spans(feature_offsets, marked)
+    return [
+        replace(p, evidence=tuple(Evidence(start, end, context[start:end]) for start, end in merge_spans(s)))
+        for p, s, context in zip(predictions, spans, contexts)
+    ]
+
+
 def _collect(outputs: dict[str, torch.Tensor], batch: dict) -> dict[str, Any]:
-    """What decoding reads of a batch: the logits (``start``, ``end``, and ``answer`` with closed
-    answers) on the CPU, and the text columns."""
-    logits = {name: outputs[name].detach().float().cpu() for name in ("start", "end", "answer") if name in outputs}
+    """What decoding reads of a batch: the logits (``start``, ``end``, ``answer`` with closed
+    answers, ``support`` with a support head) on the CPU, and the text columns."""
+    logits = {name: outputs[name].detach().float().cpu() for name in ("start", "end", "answer", "support") if name in outputs}
     return {**logits, **{k: list(batch[k]) for k in TEXT_COLUMNS}}

@@ -31,10 +31,10 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from itertools import chain
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -60,6 +60,15 @@ class SpanCandidate:
 
 
 @dataclass(frozen=True)
+class Evidence:
+    """A run of context text a reader marks as supporting its answer: characters ``[start, end)``."""
+
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True)
 class QAPrediction:
     """The answer to one example and how it was chosen."""
 
@@ -68,6 +77,9 @@ class QAPrediction:
     nbest: list[SpanCandidate] = field(default_factory=list)  # best first; holds the null entry in v2
     null_score: float | None = None  # SQuAD 2.0 only: the smallest null score over the features
     closed: bool = False  # ``text`` is a closed answer chosen by a reader's answer head, not a span
+    # what a reader's support head marks in the context as supporting the answer (bAbI's supporting
+    # facts), in context order; empty without such a head
+    evidence: tuple[Evidence, ...] = ()
 
     @property
     def null_odds(self) -> float:
@@ -363,6 +375,34 @@ def _prediction(
     return QAPrediction(answer, best, with_probabilities(nbest), null_score)
 
 
+def marked_spans(offsets: Sequence, marked: Sequence[bool]) -> list[tuple[int, int]]:
+    """Runs of consecutive marked context tokens as character spans ``(start, end)`` of the
+    context; tokens that are not the context's (``NO_OFFSET``) are never marked and break a run."""
+    spans: list[tuple[int, int]] = []
+    run: list[int] | None = None
+    for (start, end), mark in zip(offsets, marked):
+        if mark and start >= 0:
+            run = [run[0], end] if run is not None else [start, end]
+            continue
+        if run is not None:
+            spans.append((run[0], run[1]))
+            run = None
+    if run is not None:
+        spans.append((run[0], run[1]))
+    return spans
+
+
+def merge_spans(spans: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """Character spans sorted, with overlapping or touching ones joined (one example's windows overlap)."""
+    merged: list[list[int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return tuple((start, end) for start, end in merged)
+
+
 def with_probabilities(candidates: list[SpanCandidate]) -> list[SpanCandidate]:
     """Sets each candidate's ``probability`` to the softmax of the scores (in place); returns them."""
     if not candidates:
@@ -430,8 +470,9 @@ def write_prediction_files(
 ) -> dict[str, Path]:
     """Write ``predictions.json`` (id -> text), ``nbest_predictions.json`` (id -> list of ``text,
     probability, start_logit, end_logit, offsets``: the span's characters in the context, as
-    Hugging Face's run_qa writes them; ``[-1, -1]`` for the null answer) and, for SQuAD 2.0,
-    ``null_odds.json`` (id -> null odds, the ``--na-prob-file`` of ``evaluate-v2.0.py``).
+    Hugging Face's run_qa writes them; ``[-1, -1]`` for the null answer), for SQuAD 2.0
+    ``null_odds.json`` (id -> null odds, the ``--na-prob-file`` of ``evaluate-v2.0.py``) and, where
+    the reader marks evidence, ``evidence.json`` (id -> list of ``text, start, end``).
     Returns the paths by file stem."""
     if len(ids) != len(predictions):
         raise ValueError(f"{len(ids)} ids for {len(predictions)} predictions")
@@ -455,6 +496,8 @@ def write_prediction_files(
     }
     if version_2:
         files["null_odds"] = {i: p.null_odds for i, p in zip(ids, predictions)}
+    if any(p.evidence for p in predictions):
+        files["evidence"] = {i: [asdict(e) for e in p.evidence] for i, p in zip(ids, predictions)}
     paths = {}
     for stem, content in files.items():
         paths[stem] = folder / f"{stem}.json"
