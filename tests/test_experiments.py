@@ -152,6 +152,48 @@ def test_qa_babi(run_smoke):
 
 
 @pytest.mark.slow
+def test_qa_babi_joint(run_smoke):
+    out = run_smoke("qa_babi_joint")
+    rows = assert_like_committed("qa_babi_joint", out)
+    assert [int(row["task"]) for row in rows] == list(range(1, 21)) and all(row["questions"] == "1000" for row in rows)
+    assert_finite(rows, ["accuracy", "error", "memn2n_pe_ls_rn_joint", "memn2n_pe_ls_rn", "memnn_strong"])
+
+
+def test_qa_babi_joint_scores_every_question_of_a_task(shared_data):
+    spec = importlib.util.spec_from_file_location("experiment_qa_babi_joint", EXPERIMENTS / "qa_babi_joint" / "run.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    from instructrec.data.raw import read_babi_qa
+
+    files = script.test_files(shared_data / "babi_en_1k")
+    assert [f.name.split("_")[0] for f in files] == [f"qa{n}" for n in range(1, 21)]
+    gold = {r["id"]: r["answers"][0]["text"] for r in read_babi_qa(files[5])}  # qa6, yes/no
+    ids = sorted(gold)
+    # 950 right, 40 wrong, 10 never predicted (rejected): 95.0%, solved; task 1 not predicted at all.
+    predictions = {qid: gold[qid] for qid in ids[:950]}
+    predictions.update({qid: "maybe" for qid in ids[950:990]})
+    rows = script.score(predictions, files)
+    by_task = {row["task"]: row for row in rows}
+    assert (by_task[6]["accuracy"], by_task[6]["error"], by_task[6]["solved"]) == (95.0, 5.0, True)
+    assert (by_task[1]["accuracy"], by_task[1]["solved"]) == (0.0, False)
+    assert by_task[3]["memn2n_pe_ls_rn_joint"] == "21.9" and by_task[19]["memnn_strong"] == "64.0"
+    totals = script.summary(rows)
+    assert totals["mean"]["error"] == round((19 * 100.0 + 5.0) / 20, 1) and totals["failed"]["error"] == 19
+    assert totals["mean"]["memn2n_pe_ls_rn_joint"] == 12.4 and totals["failed"]["memn2n_pe_ls_rn_joint"] == 11
+    # Evidence: the gold supporting facts marked exactly (qa2: two per question), or one extra fact each.
+    records = read_babi_qa(files[1])
+    marked = {r["id"]: [{"start": e["start"], "end": e["start"] + len(e["text"]), "text": e["text"]} for e in r["evidence"]]
+              for r in records}
+    assert script.evidence_scores(records, files[1], marked) == {
+        "evidence_recall": 100.0, "evidence_precision": 100.0, "evidence_all_found": 100.0}
+    first_fact = {r["id"]: [{"start": 0, "end": r["context"].index(".") + 1}] for r in records}
+    half = script.evidence_scores(records, files[1], {i: marked[i][:1] + first_fact[i] for i in marked})
+    assert half["evidence_all_found"] < 100.0 and 50.0 <= half["evidence_recall"] < 100.0
+    assert script.evidence_scores(records, files[1], {}) == {"evidence_recall": 0.0, "evidence_precision": 0.0,
+                                                             "evidence_all_found": 0.0}
+
+
+@pytest.mark.slow
 def test_qa_squad(run_smoke):
     out = run_smoke("qa_squad", "--recipes", "run_qa", "warmup")
     rows = assert_like_committed("qa_squad", out)

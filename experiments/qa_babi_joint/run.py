@@ -5,8 +5,14 @@ beside the published memory networks' (memn2n_1k.csv: Sukhbaatar et al. 2015, Ta
 Writes results.csv and results.md beside this file.
 
     python experiments/qa_babi_joint/run.py --max_epochs 3     # fit, predict the 20 test files, score
+    python experiments/qa_babi_joint/run.py --predict_only     # predict with the best checkpoint, then score
     python experiments/qa_babi_joint/run.py --score_only       # score the predictions already written
     python experiments/qa_babi_joint/run.py --smoke            # the pipeline on the tiny backbone, in seconds
+
+Evidence: the facts the reader's support head marks (``evidence.json``: runs of context tokens with
+probability > 0.5; a fact counts as marked when they cover at least half of its characters), set
+against the question's supporting facts: recall, precision, and the share of questions whose
+supporting facts are all marked.
 
 Accuracy: exact match of ``instructrec predict``'s answer (best checkpoint by validation accuracy
 over the held-out 10% of every training file) with the test answer, over all 1,000 questions of a
@@ -29,7 +35,9 @@ ROOT = common.ROOT
 HERE = Path(__file__).resolve().parent
 CONFIG = ROOT / "configs" / "qa" / "babi_joint.yaml"
 PUBLISHED = HERE / "memn2n_1k.csv"
-FIELDS = ["task", "task_name", "questions", "accuracy", "error", "solved", "memn2n_pe_ls_rn_joint", "memn2n_pe_ls_rn", "memnn_strong"]
+FIELDS = ["task", "task_name", "questions", "accuracy", "error", "solved", "memn2n_pe_ls_rn_joint", "memn2n_pe_ls_rn", "memnn_strong",
+          "evidence_recall", "evidence_precision", "evidence_all_found"]
+PUBLISHED_COLUMNS = ["memn2n_pe_ls_rn_joint", "memn2n_pe_ls_rn", "memnn_strong"]
 SOLVED = 95.0
 
 
@@ -46,8 +54,9 @@ def task_of(example_id: str) -> int:
     return int(example_id.split("_", 1)[0].removeprefix("qa"))
 
 
-def score(predictions: dict[str, str], files: list[Path]) -> list[dict]:
-    """Per task: every test question's gold answer against its prediction (a missing one is wrong)."""
+def score(predictions: dict[str, str], files: list[Path], evidence: dict[str, list[dict]] | None = None) -> list[dict]:
+    """Per task: every test question's gold answer against its prediction (a missing one is wrong),
+    and with ``evidence`` (``evidence.json``) the marked facts against the supporting ones."""
     from instructrec.data.raw import read_babi_qa
 
     published = {int(row["task"]): row for row in csv.DictReader(PUBLISHED.open(encoding="utf-8"))}
@@ -59,29 +68,62 @@ def score(predictions: dict[str, str], files: list[Path]) -> list[dict]:
         accuracy = 100.0 * right / len(records)
         rows.append({"task": task, "task_name": published[task]["task_name"], "questions": len(records),
                      "accuracy": round(accuracy, 1), "error": round(100.0 - accuracy, 1), "solved": accuracy >= SOLVED,
-                     **{name: published[task][name] for name in FIELDS[6:]}})
+                     **{name: published[task][name] for name in PUBLISHED_COLUMNS},
+                     **(evidence_scores(records, path, evidence) if evidence is not None else {})})
     return rows
+
+
+def evidence_scores(records: list[dict], path: Path, evidence: dict[str, list[dict]]) -> dict:
+    """Recall and precision of the marked facts against the supporting facts the context holds, and
+    the share of questions with every one of them marked (percentages, one decimal)."""
+    from instructrec.babi import read_babi
+
+    stories = read_babi(path)
+    found = gold_total = marked_total = true_marked = all_found = 0
+    for record in records:
+        story = stories[record["story"]]
+        _, starts = story.context(record["facts"])
+        spans = [(e["start"], e["end"]) for e in evidence.get(record["id"], [])]
+        marked = {line for line, start in starts.items() if _covered(spans, start, start + len(story.facts[line])) >= 0.5}
+        gold = {line for line in record["supporting"] if line in starts}
+        found += len(gold & marked)
+        gold_total += len(gold)
+        marked_total += len(marked)
+        true_marked += len(marked & gold)
+        all_found += gold <= marked
+    percent = lambda a, b: round(100.0 * a / b, 1) if b else 0.0  # noqa: E731
+    return {"evidence_recall": percent(found, gold_total), "evidence_precision": percent(true_marked, marked_total),
+            "evidence_all_found": percent(all_found, len(records))}
+
+
+def _covered(spans: list[tuple[int, int]], start: int, end: int) -> float:
+    """The share of characters ``[start, end)`` the spans cover (they do not overlap: merged)."""
+    return sum(max(0, min(end, b) - max(start, a)) for a, b in spans) / max(1, end - start)
 
 
 def summary(rows: list[dict]) -> dict:
     """The table's last rows: mean error and tasks failed (error > 5%), ours and published."""
-    columns = ["error", *FIELDS[6:]]
+    columns = ["error", *PUBLISHED_COLUMNS]
     mean = {c: round(sum(float(r[c]) for r in rows) / len(rows), 1) for c in columns}
     failed = {c: sum(float(r[c]) > 100.0 - SOLVED for r in rows) for c in columns}
     return {"mean": mean, "failed": failed}
 
 
 def markdown(rows: list[dict], budget: str) -> str:
-    table = ["| task | ours: accuracy (%) | ours: error (%) | MemN2N PE LS RN joint | MemN2N PE LS RN (per task) | strongly supervised MemNN |",
-             "|---|---:|---:|---:|---:|---:|"]
+    """The results table: our accuracy and error per task beside the published errors (test error
+    rates, %), the evidence columns where the run wrote evidence, and the summary rows."""
+    evidence = "evidence_recall" in rows[0]
+    table = ["| task | ours: accuracy (%) | ours: error (%) | MemN2N PE LS RN joint | MemN2N PE LS RN (per task) | "
+             "strongly supervised MemNN |" + (" evidence: recall / precision / all facts (%) |" if evidence else ""),
+             "|---|---:|---:|---:|---:|---:|" + ("---:|" if evidence else "")]
     for r in rows:
         table.append(f"| {r['task']}: {r['task_name']} | {r['accuracy']} | {r['error']} | {r['memn2n_pe_ls_rn_joint']} | "
-                     f"{r['memn2n_pe_ls_rn']} | {r['memnn_strong']} |")
+                     f"{r['memn2n_pe_ls_rn']} | {r['memnn_strong']} |"
+                     + (f" {r['evidence_recall']} / {r['evidence_precision']} / {r['evidence_all_found']} |" if evidence else ""))
     totals = summary(rows)
-    table.append(f"| mean error (%) | | {totals['mean']['error']} | {totals['mean']['memn2n_pe_ls_rn_joint']} | "
-                 f"{totals['mean']['memn2n_pe_ls_rn']} | {totals['mean']['memnn_strong']} |")
-    table.append(f"| failed tasks (error > 5%) | | {totals['failed']['error']} | {totals['failed']['memn2n_pe_ls_rn_joint']} | "
-                 f"{totals['failed']['memn2n_pe_ls_rn']} | {totals['failed']['memnn_strong']} |")
+    for name, key in (("mean error (%)", "mean"), ("failed tasks (error > 5%)", "failed")):
+        table.append(f"| {name} | | {totals[key]['error']} | {totals[key]['memn2n_pe_ls_rn_joint']} | "
+                     f"{totals[key]['memn2n_pe_ls_rn']} | {totals[key]['memnn_strong']} |" + (" |" if evidence else ""))
     return "\n".join(["# bAbI 1k, all 20 tasks, one jointly trained reader", "", budget, "", *table])
 
 
@@ -89,6 +131,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "babi_en_1k"), help="the bAbI 1k folder")
     parser.add_argument("--max_epochs", type=int, default=None, help="override the config's epochs (the CPU budget)")
+    parser.add_argument("--predict_only", action="store_true", help="predict with the best checkpoint a run left, then score")
     parser.add_argument("--score_only", action="store_true", help="score the predictions a run wrote")
     args = common.parse(parser, argv, HERE, work_dir="runs/experiments/qa_babi_joint")
     files = test_files(Path(args.data))
@@ -98,13 +141,18 @@ def main(argv=None) -> None:
     seconds = 0.0
     if not args.score_only:
         config = common.run_config(CONFIG, out)
-        cli, seconds = common.lightning("fit", config, out, *epochs, *smoke, cache_dir=out / "cache", smoke=args.smoke)
-        checkpoint = cli.trainer.checkpoint_callback.best_model_path
+        if args.predict_only:
+            checkpoint = str(out / "checkpoints" / "best.ckpt")
+        else:
+            cli, seconds = common.lightning("fit", config, out, *epochs, *smoke, cache_dir=out / "cache", smoke=args.smoke)
+            checkpoint = cli.trainer.checkpoint_callback.best_model_path
         predict = json.dumps([str(f) for f in files])
         common.lightning("predict", config, out, *smoke, f"--data.init_args.predict={predict}", f"--ckpt_path={checkpoint}",
                          cache_dir=out / "cache", smoke=args.smoke)
     predictions = json.loads((out / "predictions" / "predictions.json").read_text(encoding="utf-8"))
-    rows = score(predictions, files)
+    evidence_file = out / "predictions" / "evidence.json"
+    evidence = json.loads(evidence_file.read_text(encoding="utf-8")) if evidence_file.exists() else None
+    rows = score(predictions, files, evidence)
     common.write_csv(args.out / "results.csv", rows, FIELDS)
     budget = (f"MiniLM-L6, {args.max_epochs or 'the config'}'s epochs, best epoch by validation accuracy; "
               f"fit {seconds / 60:.0f} min on 2 CPU cores" if seconds else "scored from the predictions a run wrote")
