@@ -144,7 +144,9 @@ def main(argv=None) -> None:
         if args.predict_only:
             checkpoint = str(out / "checkpoints" / "best.ckpt")
         else:
-            cli, seconds = common.lightning("fit", config, out, *epochs, *smoke, cache_dir=out / "cache", smoke=args.smoke)
+            # predict below reads the 20,000 test questions once: no test pass after fitting
+            cli, seconds = common.lightning("fit", config, out, *epochs, *smoke, "--test_after_fit=false",
+                                            cache_dir=out / "cache", smoke=args.smoke)
             checkpoint = cli.trainer.checkpoint_callback.best_model_path
         predict = json.dumps([str(f) for f in files])
         common.lightning("predict", config, out, *smoke, f"--data.init_args.predict={predict}", f"--ckpt_path={checkpoint}",
