@@ -195,16 +195,40 @@ def test_fit_validate_and_predict_answer_with_the_head(tmp_path, story):
     assert len(written) == 6 and all(text == nbest[i][0]["text"] for i, text in written.items())
 
 
-def test_ask_and_export_refuse_a_reader_with_closed_answers(tmp_path):
-    from instructrec.export import export_checkpoint
-    from instructrec.qa.ask import build_pipeline
-
-    model = QAReasoningModule("tiny-bert", tasks={"babi": {"type": "qa", "answers": ["no", "yes"]}})
-    path = tmp_path / "reader.ckpt"
+def save_reader(model, path):
     hparams = {**dict(model.hparams), "_class_path": "instructrec.models.QAReasoningModule"}
     torch.save({"state_dict": model.state_dict(), "hyper_parameters": hparams, "global_step": 1, "epoch": 0}, path)
-    with pytest.raises(InputError, match=r"closed answers \(no, yes\).*spans only"):
-        build_pipeline([], str(path))
+    return path
+
+
+@pytest.mark.parametrize(("bias", "closed"), [([0.0, 0.0, 5.0], "yes"), ([5.0, 0.0, 0.0], None)])
+def test_ask_answers_with_the_closed_answer_the_head_picks(tmp_path, capsys, bias, closed):
+    from instructrec.cli import main
+
+    torch.manual_seed(0)
+    model = QAReasoningModule("tiny-bert", tasks={"babi": {"type": "qa", "answers": ["no", "yes"]}})
+    with torch.no_grad():
+        model.answer_head.linear.weight.zero_()
+        model.answer_head.linear.bias.copy_(torch.tensor(bias))
+    path = save_reader(model, tmp_path / "reader.ckpt")
+    story = tmp_path / "qa6_test.txt"
+    story.write_text("1 Mary moved to the garden.\n2 Mary got the milk there.\n3 John went to the kitchen.\n")
+    main(["ask", "--kb", str(story), "--ckpt", str(path), "--stories", "--select", "1", "10", "--json", "Is Mary in the garden?"])
+    record = json.loads(capsys.readouterr().out.strip())
+    assert record["trace"], "the trace says what was read, whichever way the answer was given"
+    if closed:
+        probability = torch.softmax(torch.tensor(bias), 0)[2].item()
+        assert (record["answer"], record["passage_id"]) == ("yes", None)
+        assert record["score"] == pytest.approx(probability, abs=1e-5)
+    else:
+        assert record["answer"] not in ("yes", "no") and record["answer"] in story.read_text()
+
+
+def test_export_refuses_a_reader_with_closed_answers(tmp_path):
+    from instructrec.export import export_checkpoint
+
+    model = QAReasoningModule("tiny-bert", tasks={"babi": {"type": "qa", "answers": ["no", "yes"]}})
+    path = save_reader(model, tmp_path / "reader.ckpt")
     with pytest.raises(InputError, match=r"closed answers \(no, yes\).*spans only"):
         export_checkpoint(path, tmp_path / "exported")
 

@@ -11,7 +11,7 @@ checkpoint's reader (:class:`~instructrec.models.QAReasoningModule`, loaded with
 from __future__ import annotations
 
 from instructrec.paths import resolve_path
-from instructrec.errors import InputError, MissingFileError
+from instructrec.errors import MissingFileError
 from instructrec.retrieval.knowledge_base import KnowledgeBase
 
 READER_CLASS = "instructrec.models.QAReasoningModule"
@@ -64,12 +64,6 @@ def build_pipeline(
     reader = load_module(ckpt, default_class=READER_CLASS).eval()
     if not hasattr(reader, "head") or not hasattr(reader.hparams, "max_answer_length"):
         raise ValueError(f"{ckpt} is not an extractive QA reader checkpoint ({type(reader).__name__})")
-    if reader.closed_answers:
-        raise InputError(
-            f"{ckpt} is a reader with closed answers ({', '.join(reader.closed_answers)}), which retrieve-and-read "
-            "does not choose between yet: it would answer spans only",
-            hint="answer its questions with `instructrec predict` (the answer head is read there)",
-        )
     select = list(select) if len(select) > 1 else list(select) * hops  # passages per hop
     if not kb_files:  # a reader of given contexts only (RetrieveAndRead.read)
         retriever = None

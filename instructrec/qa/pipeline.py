@@ -8,7 +8,10 @@ passages as one text instead, in knowledge-base order (a story's facts in the or
 told): the answer to a multi-hop question may depend on several of them at once ("John put down
 the football" after "John went to the hallway"), which a reader of one passage at a time cannot
 see. The answer keeps its span score, the passage it was read from and the retrieval trace (hop,
-passage id, text, score), so a user can see why it was given.
+passage id, text, score), so a user can see why it was given. A reader with closed answers
+(yes/no, counts, lists: ``QAReasoningModule``'s answer head) answers with one of them where its
+answer logits, averaged over every window read, pick it; the answer's score is then that closed
+answer's probability and it names no passage (the trace still says what was read).
 
 :class:`RetrieveAndGenerate` retrieves the same way and lets a causal language model
 (:class:`~instructrec.models.GenerationModule`) write the answer from the selected passages: the
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from instructrec.batch import SPAN_CLASS
 from instructrec.data.qa_features import prepare_qa_features
 from instructrec.passages import join_passages, passage_at
 from instructrec.qa.postprocess import SpanCandidate, postprocess_qa_predictions
@@ -34,7 +38,7 @@ from instructrec.retrieval.multihop import MultiHopRetriever, TraceStep
 class Answer:
     question: str
     text: str  # "" when no passage holds a valid span
-    score: float | None  # the span's start + end logit
+    score: float | None  # the span's start + end logit; a closed answer's probability
     passage_id: str | None  # where the answer was read
     retrieval_score: float | None
     trace: list[TraceStep] = field(default_factory=list)  # the passages selected hop by hop
@@ -46,7 +50,8 @@ class RetrieveAndRead:
 
     Args:
         retriever: selects and ranks passages, with a trace.
-        reader: ``reader(input_ids, attention_mask[, token_type_ids]) -> (start, end)`` logits ``(B, S)``.
+        reader: ``reader(input_ids, attention_mask[, token_type_ids]) -> (start, end)`` logits ``(B, S)``,
+            and with ``closed_answers`` (an attribute of the reader) their logits ``(B, 1 + n)`` third.
         tokenizer: the reader's fast tokenizer.
         passages: passages read per question (the selected ones first).
         max_length, doc_stride: reader windows (see :func:`prepare_qa_features`).
@@ -74,6 +79,7 @@ class RetrieveAndRead:
         self.passages, self.max_length, self.doc_stride = passages, max_length, doc_stride
         self.n_best, self.max_answer_length, self.batch_size = n_best, max_answer_length, batch_size
         self.chain = chain
+        self.closed_answers = list(getattr(reader, "closed_answers", None) or [])
 
     def __call__(self, questions: list[str], **search) -> list[Answer]:
         results = self.retriever.retrieve(questions, **search)
@@ -82,8 +88,10 @@ class RetrieveAndRead:
         return [self._read(r.question, r.passages(self.passages), r.trace) for r in results]
 
     def read(self, question: str, context: str) -> Answer:
-        """The best span of one given context (no retrieval, no trace)."""
-        (prediction,) = self._spans(question, [context])
+        """The best span (or closed answer) of one given context (no retrieval, no trace)."""
+        (prediction,), closed = self._spans(question, [context])
+        if closed is not None:
+            return Answer(question, closed[0], closed[1], None, None)
         best = prediction.nbest[0] if prediction.nbest else None
         if best is None or not best.text:
             return Answer(question, "", None, None, None)
@@ -92,7 +100,9 @@ class RetrieveAndRead:
     def _read(self, question: str, hits: list[Hit], trace: list[TraceStep]) -> Answer:
         if not hits:
             return Answer(question, "", None, None, None, trace)
-        predictions = self._spans(question, [h.passage.text for h in hits])
+        predictions, closed = self._spans(question, [h.passage.text for h in hits])
+        if closed is not None:
+            return Answer(question, closed[0], closed[1], None, None, trace)
         candidates = sorted(
             ((hit, c) for hit, p in zip(hits, predictions) for c in p.nbest),
             key=lambda item: -item[1].score,
@@ -106,7 +116,9 @@ class RetrieveAndRead:
             return Answer(question, "", None, None, None, trace)
         texts = [h.passage.text for h in hits]
         context, starts = join_passages(texts)
-        (prediction,) = self._spans(question, [context])
+        (prediction,), closed = self._spans(question, [context])
+        if closed is not None:
+            return Answer(question, closed[0], closed[1], None, None, trace)
         lengths = [len(t) for t in texts]
         candidates = []
         for candidate in prediction.nbest:
@@ -123,8 +135,10 @@ class RetrieveAndRead:
         ranked = [(h.id, c) for h, c in candidates]
         return Answer(question, best.text, best.score, hit.id, hit.score, trace, ranked)
 
-    def _spans(self, question: str, contexts: list[str]):
-        """The reader's n-best spans per context (:func:`postprocess_qa_predictions`)."""
+    def _spans(self, question: str, contexts: list[str]) -> tuple[list, tuple[str, float] | None]:
+        """The reader's n-best spans per context (:func:`postprocess_qa_predictions`), and the
+        closed answer and its probability where the reader's answer logits, averaged over every
+        window of the contexts, pick one (else None)."""
         features = prepare_qa_features(
             self.tokenizer,
             [question] * len(contexts),
@@ -134,7 +148,13 @@ class RetrieveAndRead:
             max_length=self.max_length,
             doc_stride=self.doc_stride,
         )
-        start, end = self._logits(features)
+        start, end, answer = self._logits(features)
+        closed = None
+        if answer:
+            probabilities = torch.stack(answer).mean(0).softmax(-1)
+            choice = int(probabilities.argmax())
+            if choice != SPAN_CLASS:
+                closed = (self.closed_answers[choice - 1], float(probabilities[choice]))
         return postprocess_qa_predictions(
             start,
             end,
@@ -143,22 +163,25 @@ class RetrieveAndRead:
             contexts,
             n_best=self.n_best,
             max_answer_length=self.max_answer_length,
-        )
+        ), closed
 
     @torch.inference_mode()
-    def _logits(self, features: dict) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Per feature, its unpadded start and end logits."""
-        starts, ends = [], []
+    def _logits(self, features: dict) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+        """Per feature, its unpadded start and end logits, and (closed answers) its answer logits."""
+        starts, ends, answers = [], [], []
         names = [n for n in ("input_ids", "token_type_ids") if n in features]
         for first in range(0, len(features["input_ids"]), self.batch_size):
             rows = range(first, min(first + self.batch_size, len(features["input_ids"])))
             batch = self.tokenizer.pad({n: [features[n][i] for i in rows] for n in names}, return_tensors="pt")
-            start, end = self.reader(**batch)
+            outputs = self.reader(**batch)
+            start, end = outputs[:2]
             for k, i in enumerate(rows):
                 length = len(features["input_ids"][i])
                 starts.append(start[k, :length].float().cpu())
                 ends.append(end[k, :length].float().cpu())
-        return starts, ends
+                if self.closed_answers:
+                    answers.append(outputs[2][k].float().cpu())
+        return starts, ends, answers
 
 
 class RetrieveAndGenerate:
