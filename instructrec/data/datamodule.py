@@ -221,7 +221,9 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
         if not self.paths["train"]:
             raise InstructionError("closed_answers: auto reads the answers off the training split; without one, list them")
         examples = [e for e in self._collect("train", check=None).examples if e.instruction.task == "qa"]
-        return encoding.answers_outside_context(examples)
+        answers = encoding.answers_outside_context(examples)
+        log.info("closed answers (auto, read off %d training questions): %d: %s", len(examples), len(answers), ", ".join(answers))
+        return answers
 
     @property
     def task(self) -> str:
