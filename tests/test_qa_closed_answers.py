@@ -88,6 +88,8 @@ def test_features_carry_the_answer_class_and_a_span_only_where_the_context_holds
     ("Daniel is no longer here, no.", "no", None, 10),
     ("Daniel is no longer here, no.", "no", 26, 26),
     ("Daniel is no longer here, no.", "no", 3, 10),  # not a word at the hint: the first word occurrence
+    ("xno no", "no", 1, 4),  # inside a word at the hint (the character before it counts)
+    ("north no", "no", 0, 6),
     ("Someone has one apple.", "one", None, 12),
     ("milk,apple were taken", "milk,apple", None, 0),
     ("他在北京工作。", "北京", None, 2),  # no spaces between Chinese words: Han edges never block
