@@ -5,6 +5,7 @@ beside the published memory networks' (memn2n_1k.csv: Sukhbaatar et al. 2015, Ta
 Writes results.csv and results.md beside this file.
 
     python experiments/qa_babi_joint/run.py --max_epochs 3     # fit, predict the 20 test files, score
+    python experiments/qa_babi_joint/run.py --max_epochs 1 --train_questions 8000   # a CPU budget
     python experiments/qa_babi_joint/run.py --predict_only     # predict with the best checkpoint, then score
     python experiments/qa_babi_joint/run.py --score_only       # score the predictions already written
     python experiments/qa_babi_joint/run.py --smoke            # the pipeline on the tiny backbone, in seconds
@@ -131,12 +132,16 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "babi_en_1k"), help="the bAbI 1k folder")
     parser.add_argument("--max_epochs", type=int, default=None, help="override the config's epochs (the CPU budget)")
+    parser.add_argument("--train_questions", type=int, default=None,
+                        help="train on this many of the 18,000 training questions (a seeded-hash subset: the CPU budget)")
     parser.add_argument("--predict_only", action="store_true", help="predict with the best checkpoint a run left, then score")
     parser.add_argument("--score_only", action="store_true", help="score the predictions a run wrote")
     args = common.parse(parser, argv, HERE, work_dir="runs/experiments/qa_babi_joint")
     files = test_files(Path(args.data))
     out = args.work_dir
     smoke = [f"--data.init_args.max_examples={common.smoke_examples(['train', 'val', 'test', 'predict'])}"] if args.smoke else []
+    if args.train_questions and not args.smoke:
+        smoke = [f"--data.init_args.max_examples={json.dumps({'train': args.train_questions})}"]
     epochs = [f"--trainer.max_epochs={args.max_epochs}"] if args.max_epochs else []
     seconds = 0.0
     if not args.score_only:
@@ -156,7 +161,8 @@ def main(argv=None) -> None:
     evidence = json.loads(evidence_file.read_text(encoding="utf-8")) if evidence_file.exists() else None
     rows = score(predictions, files, evidence)
     common.write_csv(args.out / "results.csv", rows, FIELDS)
-    budget = (f"MiniLM-L6, {args.max_epochs or 'the config'}'s epochs, best epoch by validation accuracy; "
+    questions = f"{args.train_questions:,} of the 18,000 training questions" if args.train_questions else "all 18,000 training questions"
+    budget = (f"MiniLM-L6, {questions}, {args.max_epochs or 'the config'}'s epochs, best epoch by validation accuracy; "
               f"fit {seconds / 60:.0f} min on 2 CPU cores" if seconds else "scored from the predictions a run wrote")
     text = markdown(rows, budget)
     (args.out / "results.md").write_text(text + "\n", encoding="utf-8")
