@@ -25,7 +25,9 @@ Batch contract (``B`` features, ``S`` tokens): ``input_ids``, ``attention_mask``
 ``token_type_ids`` ``(B, S)``; for training ``start_positions``, ``end_positions`` ``(B,)``; for
 text-level evaluation and prediction also, per feature (:data:`instructrec.batch.TEXT_COLUMNS`), ``offset_mapping`` (list of ``S_f`` pairs, NO_OFFSET for
 non-context tokens), ``example_id`` (str), ``context`` (str) and ``answers`` (list of reference
-texts, empty for no answer). Without those four, evaluation logs the loss only.
+texts, empty for no answer). Without those four, evaluation logs the loss only. With closed answers
+also ``answer_class`` ``(B,)``; with a support head ``support_labels`` ``(B, S)`` (IGNORE_LABEL off
+the context).
 """
 
 from __future__ import annotations
