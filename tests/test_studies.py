@@ -192,6 +192,21 @@ def write_ablation(tmp_path: Path, base: Path) -> Path:
     return path
 
 
+def test_a_trial_that_died_before_its_objective_began_is_failed_not_counted(tmp_path):
+    from optuna.trial import TrialState
+
+    from instructrec.studies.tuning import create_study, fail_abandoned_trials
+
+    study = create_study("s", f"sqlite:///{tmp_path / 'study.db'}", "maximize", "random", "none", [], 0, 60)
+    died = study.ask()  # RUNNING without a heartbeat or a root: its process died right after asking
+    alive = study.ask()
+    alive.set_user_attr("root", str(tmp_path / "trial-0001"))  # its objective began
+    assert fail_abandoned_trials(study, grace_period=3600) == [], "too young to be called dead"
+    assert fail_abandoned_trials(study, grace_period=0) == [died.number]
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states == {died.number: TrialState.FAIL, alive.number: TrialState.RUNNING}
+
+
 def test_an_ablation_writes_its_table_files_and_a_rerun_skips_finished_runs(tmp_path, monkeypatch, capsys):
     from instructrec.studies import ablation
 

@@ -29,6 +29,7 @@ from instructrec.studies.runs import RunSpec, apply_overrides, read_yaml, run
 
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "hyperband", "none")
+GRACE_HEARTBEATS = 2  # a trial silent for this many heartbeat intervals is dead
 
 
 @dataclass(frozen=True)
@@ -123,10 +124,30 @@ def create_study(name: str, storage: str, direction: str, sampler: str, pruner: 
         "hyperband": lambda: optuna.pruners.HyperbandPruner(),
         "none": lambda: optuna.pruners.NopPruner(),
     }
-    rdb = RDBStorage(storage, heartbeat_interval=heartbeat_interval, grace_period=2 * heartbeat_interval,
+    rdb = RDBStorage(storage, heartbeat_interval=heartbeat_interval, grace_period=GRACE_HEARTBEATS * heartbeat_interval,
                      heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
     return optuna.create_study(study_name=name, storage=rdb, direction=direction, sampler=samplers[sampler](),
                                pruner=pruners[pruner](), load_if_exists=True)
+
+
+def fail_abandoned_trials(study, grace_period: float) -> list[int]:
+    """Fail the trials whose process died before their objective began (RUNNING, started more than
+    ``grace_period`` seconds ago, without the ``root`` the objective sets first); their numbers.
+
+    Why: Optuna's heartbeat fails only trials that recorded a heartbeat, so a process killed between
+    creating a trial and its first heartbeat leaves it RUNNING for good, and a RUNNING trial counts
+    against the budget (:meth:`Tuner._objective`): the study would never finish its trials."""
+    from datetime import datetime
+
+    from optuna.trial import TrialState
+
+    now, failed = datetime.now(), []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        started = trial.datetime_start
+        if "root" not in trial.user_attrs and started is not None and (now - started).total_seconds() > grace_period:
+            study.tell(trial.number, state=TrialState.FAIL)
+            failed.append(trial.number)
+    return failed
 
 
 class OverBudget(Exception):
@@ -163,6 +184,7 @@ class Tuner:
         self.name = study_name or Path(config).stem
         self.monitor, self.direction = checkpoint_monitor(config)
         self.test = test
+        self.grace_period = GRACE_HEARTBEATS * heartbeat_interval  # the storage's: silent this long, a trial is dead
         self.study = create_study(self.name, storage or f"sqlite:///{(self.out / 'study.db').resolve()}", self.direction,
                                   sampler, pruner, self.parameters, seed, heartbeat_interval)
 
@@ -172,7 +194,8 @@ class Tuner:
         """Run trials until the study has ``n_trials`` finished ones, counting every process's.
 
         Optuna's own loop runs them: it keeps each trial's heartbeat, fails the trials of dead
-        processes and retries them. A trial that starts when the budget is already taken by
+        processes and retries them (and :func:`fail_abandoned_trials` those that died before
+        their first heartbeat). A trial that starts when the budget is already taken by
         earlier trials (another process asked at the same moment) gives way: it is failed with
         ``over_budget`` set, before any work."""
         from optuna.study import MaxTrialsCallback
@@ -186,6 +209,7 @@ class Tuner:
                 with view.paused():  # the trial's own progress bar draws meanwhile
                     return self._objective(trial)
 
+            fail_abandoned_trials(self.study, self.grace_period)
             view.update(self.study)
             if self._count(TrialState.COMPLETE, TrialState.PRUNED) < self.n_trials:
                 self.study.optimize(
