@@ -42,7 +42,14 @@ from instructrec import backbones
 from instructrec.batch import IGNORE_LABEL, SPAN_CLASS, TEXT_COLUMNS, encoder_inputs
 from instructrec.models.heads import ClassificationHead, SpanHead
 from instructrec.models.optim import adamw_with_warmup
-from instructrec.qa.postprocess import Evidence, QAPrediction, marked_spans, merge_spans, postprocess_qa_predictions
+from instructrec.qa.postprocess import (
+    Evidence,
+    QAPrediction,
+    closed_answer_choices,
+    marked_spans,
+    merge_spans,
+    postprocess_qa_predictions,
+)
 from instructrec.qa.squad_metrics import best_thresholds, evaluate_v1, evaluate_v2
 
 
@@ -236,23 +243,14 @@ class QAReasoningModule(L.LightningModule):
             null_threshold=threshold,
         )
         if answer:
-            predictions = self._choose_closed(predictions, torch.stack(answer), torch.tensor(example_index), len(ids))
+            choices = closed_answer_choices(answer, example_index, len(ids)).argmax(1).tolist()
+            predictions = [
+                p if choice == SPAN_CLASS else replace(p, text=self.closed_answers[choice - 1], closed=True)
+                for p, choice in zip(predictions, choices)
+            ]
         if support:
             predictions = _with_evidence(predictions, support, offsets, example_index, contexts)
         return ids, predictions, references
-
-    def _choose_closed(
-        self, predictions: list[QAPrediction], logits: torch.Tensor, example_index: torch.Tensor, n_examples: int
-    ) -> list[QAPrediction]:
-        """Each example's answer: the closed answer its features' mean answer logits pick, else
-        (they pick "extract a span") the span post-processing chose."""
-        mean = torch.zeros(n_examples, logits.shape[1]).index_add_(0, example_index, logits)
-        mean /= torch.bincount(example_index, minlength=n_examples).clamp(min=1).unsqueeze(1)
-        choices = mean.argmax(1).tolist()
-        return [
-            p if choice == SPAN_CLASS else replace(p, text=self.closed_answers[choice - 1], closed=True)
-            for p, choice in zip(predictions, choices)
-        ]
 
     def configure_optimizers(self):
         return adamw_with_warmup(self)

@@ -29,7 +29,7 @@ import torch
 from instructrec.batch import SPAN_CLASS
 from instructrec.data.qa_features import prepare_qa_features
 from instructrec.passages import join_passages, passage_at
-from instructrec.qa.postprocess import SpanCandidate, postprocess_qa_predictions
+from instructrec.qa.postprocess import SpanCandidate, closed_answer_choices, postprocess_qa_predictions
 from instructrec.retrieval.base import Hit
 from instructrec.retrieval.multihop import MultiHopRetriever, TraceStep
 
@@ -151,7 +151,8 @@ class RetrieveAndRead:
         start, end, answer = self._logits(features)
         closed = None
         if answer:
-            probabilities = torch.stack(answer).mean(0).softmax(-1)
+            mean = torch.from_numpy(closed_answer_choices(answer, [0] * len(answer), 1)[0])
+            probabilities = mean.softmax(-1)
             choice = int(probabilities.argmax())
             if choice != SPAN_CLASS:
                 closed = (self.closed_answers[choice - 1], float(probabilities[choice]))

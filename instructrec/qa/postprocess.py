@@ -375,6 +375,18 @@ def _prediction(
     return QAPrediction(answer, best, with_probabilities(nbest), null_score)
 
 
+def closed_answer_choices(logits, example_index: Sequence[int], n_examples: int) -> np.ndarray:
+    """Per example, the answer head's choice (:data:`~instructrec.batch.SPAN_CLASS`: extract a
+    span; ``1 + i``: closed answer ``i``) from its windows' answer logits ``(F, 1 + n)``, averaged:
+    every window of an example votes, as the n-best spans are read over all of them. Returns the
+    mean logits ``(n_examples, 1 + n)``; their argmax is the choice."""
+    logits = _logits(logits)  # rows of one width: no padding
+    index = np.asarray(example_index)
+    mean = np.zeros((n_examples, logits.shape[1]), dtype=np.float64)
+    np.add.at(mean, index, logits)
+    return mean / np.maximum(np.bincount(index, minlength=n_examples), 1)[:, None]
+
+
 def marked_spans(offsets: Sequence, marked: Sequence[bool]) -> list[tuple[int, int]]:
     """Runs of consecutive marked context tokens as character spans ``(start, end)`` of the
     context; tokens that are not the context's (``NO_OFFSET``) are never marked and break a run."""
