@@ -36,7 +36,8 @@ ROOT = common.ROOT
 HERE = Path(__file__).resolve().parent
 CONFIG = ROOT / "configs" / "qa" / "babi_joint.yaml"
 PUBLISHED = HERE / "memn2n_1k.csv"
-FIELDS = ["task", "task_name", "questions", "accuracy", "error", "solved", "memn2n_pe_ls_rn_joint", "memn2n_pe_ls_rn", "memnn_strong",
+FIELDS = ["task", "task_name", "questions", "accuracy", "majority_accuracy", "error", "solved", "memn2n_pe_ls_rn_joint",
+          "memn2n_pe_ls_rn", "memnn_strong",
           "evidence_recall", "evidence_precision", "evidence_all_found"]
 PUBLISHED_COLUMNS = ["memn2n_pe_ls_rn_joint", "memn2n_pe_ls_rn", "memnn_strong"]
 SOLVED = 95.0
@@ -67,11 +68,23 @@ def score(predictions: dict[str, str], files: list[Path], evidence: dict[str, li
         task = task_of(records[0]["id"])
         right = sum(predictions.get(r["id"]) == r["answers"][0]["text"] for r in records)
         accuracy = 100.0 * right / len(records)
+        majority = majority_answer(path.with_name(path.name.replace("_test", "_train")))
+        constant = 100.0 * sum(r["answers"][0]["text"] == majority for r in records) / len(records)
         rows.append({"task": task, "task_name": published[task]["task_name"], "questions": len(records),
-                     "accuracy": round(accuracy, 1), "error": round(100.0 - accuracy, 1), "solved": accuracy >= SOLVED,
+                     "accuracy": round(accuracy, 1), "majority_accuracy": round(constant, 1),
+                     "error": round(100.0 - accuracy, 1), "solved": accuracy >= SOLVED,
                      **{name: published[task][name] for name in PUBLISHED_COLUMNS},
                      **(evidence_scores(records, path, evidence) if evidence is not None else {})})
     return rows
+
+
+def majority_answer(train: Path) -> str:
+    """The task's most frequent training answer: the baseline that answers every question with it."""
+    from collections import Counter
+
+    from instructrec.babi import read_babi
+
+    return Counter(q.answer for story in read_babi(train) for q in story.questions).most_common(1)[0][0]
 
 
 def evidence_scores(records: list[dict], path: Path, evidence: dict[str, list[dict]]) -> dict:
@@ -114,16 +127,16 @@ def markdown(rows: list[dict], budget: str) -> str:
     """The results table: our accuracy and error per task beside the published errors (test error
     rates, %), the evidence columns where the run wrote evidence, and the summary rows."""
     evidence = "evidence_recall" in rows[0]
-    table = ["| task | ours: accuracy (%) | ours: error (%) | MemN2N PE LS RN joint | MemN2N PE LS RN (per task) | "
-             "strongly supervised MemNN |" + (" evidence: recall / precision / all facts (%) |" if evidence else ""),
-             "|---|---:|---:|---:|---:|---:|" + ("---:|" if evidence else "")]
+    table = ["| task | ours: accuracy (%) | majority answer (%) | ours: error (%) | MemN2N PE LS RN joint | "
+             "MemN2N PE LS RN (per task) | strongly supervised MemNN |" + (" evidence: recall / precision / all facts (%) |" if evidence else ""),
+             "|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if evidence else "")]
     for r in rows:
-        table.append(f"| {r['task']}: {r['task_name']} | {r['accuracy']} | {r['error']} | {r['memn2n_pe_ls_rn_joint']} | "
+        table.append(f"| {r['task']}: {r['task_name']} | {r['accuracy']} | {r['majority_accuracy']} | {r['error']} | {r['memn2n_pe_ls_rn_joint']} | "
                      f"{r['memn2n_pe_ls_rn']} | {r['memnn_strong']} |"
                      + (f" {r['evidence_recall']} / {r['evidence_precision']} / {r['evidence_all_found']} |" if evidence else ""))
     totals = summary(rows)
     for name, key in (("mean error (%)", "mean"), ("failed tasks (error > 5%)", "failed")):
-        table.append(f"| {name} | | {totals[key]['error']} | {totals[key]['memn2n_pe_ls_rn_joint']} | "
+        table.append(f"| {name} | | | {totals[key]['error']} | {totals[key]['memn2n_pe_ls_rn_joint']} | "
                      f"{totals[key]['memn2n_pe_ls_rn']} | {totals[key]['memnn_strong']} |" + (" |" if evidence else ""))
     return "\n".join(["# bAbI 1k, all 20 tasks, one jointly trained reader", "", budget, "", *table])
 
@@ -138,7 +151,7 @@ def main(argv=None) -> None:
     parser.add_argument("--score_only", action="store_true", help="score the predictions a run wrote")
     args = common.parse(parser, argv, HERE, work_dir="runs/experiments/qa_babi_joint")
     files = test_files(Path(args.data))
-    out = args.work_dir
+    out = args.work_dir.resolve()  # absolute: a relative checkpoint dirpath would be read under default_root_dir
     smoke = [f"--data.init_args.max_examples={common.smoke_examples(['train', 'val', 'test', 'predict'])}"] if args.smoke else []
     if args.train_questions and not args.smoke:
         smoke = [f"--data.init_args.max_examples={json.dumps({'train': args.train_questions})}"]
