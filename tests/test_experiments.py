@@ -175,6 +175,8 @@ def test_qa_babi_joint_scores_every_question_of_a_task(shared_data):
     rows = script.score(predictions, files)
     by_task = {row["task"]: row for row in rows}
     assert (by_task[6]["accuracy"], by_task[6]["error"], by_task[6]["solved"]) == (95.0, 5.0, True)
+    # the majority baseline: qa6's most frequent training answer ("yes") is right for 497 of its test questions
+    assert by_task[6]["majority_accuracy"] == 49.7 and by_task[1]["majority_accuracy"] == 18.7
     assert (by_task[1]["accuracy"], by_task[1]["solved"]) == (0.0, False)
     assert by_task[3]["memn2n_pe_ls_rn_joint"] == "21.9" and by_task[19]["memnn_strong"] == "64.0"
     totals = script.summary(rows)

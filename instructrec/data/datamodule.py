@@ -169,9 +169,7 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
         classification, label set) with :meth:`batch_from_texts`, exactly as files of them would
         be encoded: for a model served or queried outside training (``instructrec serve``)."""
         data = cls(tokenizer=tokenizer, **options)
-        closed = data.closed_answers if isinstance(data.closed_answers, list) else None
-        data.__dict__["reference"] = {"task": task, "label_names": list(label_names) if label_names else None,
-                                      **({"closed_answers": closed} if closed is not None else {})}
+        data.__dict__["reference"] = {"task": task, "label_names": list(label_names) if label_names else None}
         return data
 
     # -- what the model needs to know ---------------------------------------------------------
@@ -352,7 +350,7 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
         instructions hold one answer, without its position)."""
         if self.task != "qa" or self.template is None:
             return None
-        source = "train" if self._held_out(split) else split
+        source = self._source(split)
         return reference_answers(self._raw_records(source))
 
     def _evidence(self, split: str) -> dict[str, list[dict]] | None:
@@ -361,7 +359,7 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
             return None
         if self.task != "qa" or self.template is None:
             raise InstructionError("supporting_facts labels QA contexts from raw records that give them (the babi template)")
-        source = "train" if self._held_out(split) else split
+        source = self._source(split)
         evidence = evidence_spans(self._raw_records(source))
         if not evidence:
             raise InstructionError(f"supporting_facts: the {self.template} records of {self._describe(split)} give no evidence")
@@ -379,7 +377,7 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
         """Parse (or template) a split's records; ``seed`` (default ``self.seed``) chooses the
         template's phrasings and the held-out records."""
         seed = self.seed if seed is None else seed
-        source = "train" if self._held_out(split) else split
+        source = self._source(split)
         files = self._files(source)
         if self.template is None:
             records = (
@@ -411,7 +409,7 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
 
     def encoded(self, split: str) -> tuple[Any, dict]:
         """The split's encoded dataset and meta, from the cache or freshly built into it."""
-        source = "train" if self._held_out(split) else split
+        source = self._source(split)
         key = cache.cache_key(self._files(source), self._settings(split))
         folder = self.cache_dir / f"{split}-{key}"
         hit = cache.load_entry(folder)
@@ -451,6 +449,10 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
             **({"max_examples": self.max_examples[split]} if split in self.max_examples else {}),
         }
 
+    def _source(self, split: str) -> str:
+        """The split whose files hold ``split``'s records: ``train`` for a held-out split."""
+        return "train" if self._held_out(split) else split
+
     def _held_out(self, split: str) -> bool:
         """Whether ``split`` is carved out of ``train`` (``val``/``test`` not given, its fraction > 0)."""
         fraction = {"val": self.val_fraction, "test": self.test_fraction}.get(split, 0.0)
@@ -482,7 +484,7 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
         return files
 
     def _describe(self, split: str) -> str:
-        return ", ".join(str(p) for p in self._files("train" if self._held_out(split) else split))
+        return ", ".join(str(p) for p in self._files(self._source(split)))
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
         if split not in self.datasets:
