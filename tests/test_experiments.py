@@ -17,6 +17,14 @@ import pytest
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
+def load_script(name: str, file: str = "run.py"):
+    """``experiments/NAME/FILE`` imported as a module."""
+    spec = importlib.util.spec_from_file_location(f"experiment_{name}_{Path(file).stem}", EXPERIMENTS / name / file)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
 @pytest.fixture
 def run_smoke(tmp_path, monkeypatch, shared_data):
     """``run_smoke(name, *flags)``: ``experiments/NAME/run.py --smoke --out DIR *flags``; DIR.
@@ -27,9 +35,7 @@ def run_smoke(tmp_path, monkeypatch, shared_data):
     monkeypatch.chdir(tmp_path)
 
     def run(name: str, *flags: str) -> Path:
-        spec = importlib.util.spec_from_file_location(f"experiment_{name}", EXPERIMENTS / name / "run.py")
-        script = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(script)
+        script = load_script(name)
         out = tmp_path / "out"
         script.main(["--smoke", "--out", str(out), *flags])
         return out
@@ -108,9 +114,7 @@ def test_every_ablation_spec_makes_fit_commands_that_parse_with_its_overrides(pa
 
 
 def test_multitask_report_scores_each_system_as_the_mean_over_both_tasks_per_seed():
-    spec = importlib.util.spec_from_file_location("multitask_report", EXPERIMENTS / "multitask_financial" / "report.py")
-    report = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(report)
+    report = load_script("multitask_financial", "report.py")
     row = lambda variant, seed, s_acc="", t_acc="", s_f1="", t_f1="": {  # noqa: E731
         "variant": variant, "seed": str(seed), "test/sentiment/acc": s_acc, "test/topic/acc": t_acc,
         "test/sentiment/f1": s_f1, "test/topic/f1": t_f1, "seconds": "1.0"}
@@ -124,9 +128,7 @@ def test_multitask_report_scores_each_system_as_the_mean_over_both_tasks_per_see
 
 
 def test_fpb_sizes_report_pairs_alone_and_beside_by_seed(tmp_path):
-    spec = importlib.util.spec_from_file_location("fpb_report", EXPERIMENTS / "multitask_fpb_sizes" / "report.py")
-    report = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(report)
+    report = load_script("multitask_fpb_sizes", "report.py")
     row = lambda variant, seed, acc, f1: {"variant": variant, "seed": str(seed), "test/sentiment/acc": acc,  # noqa: E731
                                           "test/sentiment/f1": f1, "seconds": "1.0"}
     rows = [row("alone 500", 0, "0.80", "0.70"), row("alone 500", 1, "0.82", "0.74"),
@@ -160,9 +162,7 @@ def test_qa_babi_joint(run_smoke):
 
 
 def test_qa_babi_joint_scores_every_question_of_a_task(shared_data):
-    spec = importlib.util.spec_from_file_location("experiment_qa_babi_joint", EXPERIMENTS / "qa_babi_joint" / "run.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("qa_babi_joint")
     from instructrec.data.raw import read_babi_qa
 
     files = script.test_files(shared_data / "babi_en_1k")
@@ -247,9 +247,7 @@ def test_instruction_parser_without_learned_weights(run_smoke):
 
 
 def test_distill_compare_checks_each_reproduced_mean_against_two_committed_stds():
-    spec = importlib.util.spec_from_file_location("distill_compare", EXPERIMENTS / "distill_sst2" / "compare.py")
-    compare = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(compare)
+    compare = load_script("distill_sst2", "compare.py")
     committed = [{"variant": "full", "student_acc": a, "retention": "0.9", "speedup": "2.0"} for a in ("0.80", "0.82", "0.84")]
     committed += [{"variant": "random", "student_acc": "0.5", "retention": "0.5", "speedup": s} for s in ("1.9", "2.0", "2.1")]
     reproduced = [{"variant": "full", "test/sst2/acc": a, "test/retention": "0.9", "test/speedup": "2.0"} for a in ("0.86", "0.87")]
@@ -263,3 +261,30 @@ def test_distill_compare_checks_each_reproduced_mean_against_two_committed_stds(
         "| full | speed-up (x) | 2.00 ± 0.00 | 2.00 ± 0.00 | +0.00 | - | yes |",
         "| random | speed-up (x) | 2.00 ± 0.10 | 2.40 | +0.40 | 4.0 | **no** |",
     ]
+
+
+def test_distill_peer_torchdistill_config_carries_our_recipe():
+    """torchdistill's KDLoss is alpha * CE + beta * T^2 * KL: alpha must be our hard weight."""
+    import yaml
+    from types import SimpleNamespace
+
+    script = load_script("distill_peer_torchdistill")
+    spec = yaml.safe_load((EXPERIMENTS / "distill_peer_torchdistill" / "torchdistill.yaml").read_text(encoding="utf-8"))
+    hparams = SimpleNamespace(learning_rate=3e-4, weight_decay=0.02, warmup_ratio=0.1, temperature=4.0, hard_weight=0.25, soft_weight=0.75)
+    config = script.torchdistill_config(spec, SimpleNamespace(hparams=hparams), steps=125)
+    assert config["optimizer"]["kwargs"] == {"lr": 3e-4, "weight_decay": 0.02}
+    assert config["scheduler"]["kwargs"] == {"num_warmup_steps": 12, "num_training_steps": 125}
+    assert config["scheduler"]["scheduling_step"] == 1  # stepped every batch, as Lightning steps ours
+    kd = config["criterion"]["kwargs"]["sub_terms"]["kd"]["criterion"]["kwargs"]
+    assert (kd["temperature"], kd["alpha"], kd["beta"]) == (4.0, 0.25, 0.75)
+    assert spec["train"]["optimizer"]["kwargs"] == {"lr": None, "weight_decay": None}  # the spec itself is left alone
+
+
+def test_distill_peer_torchdistill_ours(run_smoke):
+    """Our two engines (torchdistill's needs the environment its README makes)."""
+    out = run_smoke("distill_peer_torchdistill", "--engines", "ours (cached)", "ours (online)")
+    _, rows = read_rows(out / "results.csv")
+    assert [(r["engine"], r["seed"]) for r in rows] == [("ours (cached)", "0"), ("ours (online)", "0")]
+    assert_finite(rows, ["accuracy", "epoch_seconds"])
+    assert all(r["steps"] == "1" for r in rows)  # 32 sentences, one batch
+    assert "| ours (cached) |" in (out / "results.md").read_text(encoding="utf-8")
