@@ -46,7 +46,8 @@ from instructrec.models.optim import decay_groups  # noqa: E402
 HERE = Path(__file__).resolve().parent
 TASK = "sst2"
 ENGINES = ("ours (cached)", "ours (online)", "torchdistill")
-FIELDS = ["engine", "seed", "accuracy", "epoch_seconds", "steps"]
+# max_weight_difference: the largest |weight difference| from the same seed's ours (online) student.
+FIELDS = ["engine", "seed", "accuracy", "epoch_seconds", "steps", "max_weight_difference"]
 
 
 def datamodule(args, seed: int, cached: bool) -> InstructionDataModule:
@@ -127,12 +128,13 @@ def train_torchdistill(args, seed: int) -> tuple[torch.nn.Module, float, int]:
     register_with_torchdistill()
     data = datamodule(args, seed, cached=False)
     module = distillation_module(args, data)
-    L.seed_everything(seed, verbose=False)
     loader = data.train_dataloader()
     spec = yaml.safe_load((HERE / "torchdistill.yaml").read_text(encoding="utf-8"))
     config = torchdistill_config(spec, module, len(loader))
     box = get_distillation_box(module.teacher, module.student, {}, config, torch.device("cpu"), None, False, 1, None)
-    check_same_loss(box, module, next(iter(loader)))
+    check_same_loss(box, module, next(iter(data.test_dataloader())))
+    # Seeded last, as ours is just before `fit`: the shuffle order and dropout draw the same numbers.
+    L.seed_everything(seed, verbose=False)
     steps = 0
     started = time.perf_counter()
     box.pre_epoch_process(epoch=0)
@@ -142,6 +144,12 @@ def train_torchdistill(args, seed: int) -> tuple[torch.nn.Module, float, int]:
         steps += 1
     box.post_epoch_process()
     return module.student, time.perf_counter() - started, steps
+
+
+def max_weight_difference(first: torch.nn.Module, second: torch.nn.Module) -> float:
+    """The largest absolute difference between two students' trained weights."""
+    theirs = second.state_dict()
+    return max(float((value - theirs[name]).abs().max()) for name, value in first.state_dict().items())
 
 
 @torch.no_grad()
@@ -221,18 +229,26 @@ def main(argv=None) -> None:
         args.backbone, args.student_layers, args.seeds = common.SMOKE_BACKBONE, [0], [0]
         args.examples, args.test_examples = common.SMOKE_EXAMPLES["train"], common.SMOKE_EXAMPLES["test"]
         args.teacher = smoke_teacher(args)
-    rows: list[dict] = []
+    path = args.out / "results.csv"
+    rows = [r for r in (common.read_csv(path) if path.exists() else []) if r["engine"] not in args.engines]
     for index, seed in enumerate(args.seeds):
         order = args.engines if index % 2 == 0 else list(reversed(args.engines))
+        students = {}
         for engine in order:
             if engine == "torchdistill":
                 student, seconds, steps = train_torchdistill(args, seed)
             else:
                 student, seconds, steps = train_ours(args, seed, cached=engine == "ours (cached)")
+            students[engine] = student
             score = accuracy(student, datamodule(args, seed, cached=False))
             rows.append({"engine": engine, "seed": seed, "accuracy": f"{score:.6f}", "epoch_seconds": f"{seconds:.2f}", "steps": steps})
             print(f"seed {seed} {engine}: accuracy {100 * score:.2f}%, training epoch {seconds:.1f} s ({steps} steps)", flush=True)
-            common.write_csv(args.out / "results.csv", rows, FIELDS)
+        reference = students.get("ours (online)", students[order[0]])
+        for row in rows[-len(order):]:
+            row["max_weight_difference"] = f"{max_weight_difference(students[row['engine']], reference):.3g}"
+        common.write_csv(path, rows, FIELDS)
+    rows.sort(key=lambda r: (ENGINES.index(r["engine"]), int(r["seed"])))
+    common.write_csv(path, rows, FIELDS)
     data = datamodule(args, args.seeds[0], cached=False)
     teacher_accuracy = accuracy(distillation_module(args, data).teacher, data)
     table = report(rows, teacher_accuracy, args)
