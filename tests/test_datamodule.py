@@ -52,6 +52,11 @@ def test_group_by_length_pads_less_and_keeps_every_row(tmp_path):
     assert padding(False)[0] > 50
 
 
+def test_a_length_pool_under_one_batch_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="length_pool must be at least 1 batch, got 0"):
+        make(tmp_path, train=str(write_classification(tmp_path / "train.jsonl", ROWS)), group_by_length=True, length_pool=0)
+
+
 def test_second_load_comes_from_the_cache(tmp_path, monkeypatch):
     train = write_classification(tmp_path / "train.jsonl", ROWS)
     first = make(tmp_path, train=str(train), val_fraction=0.0)

@@ -152,6 +152,27 @@ def test_length_grouped_pass_cuts_sorted_pools_into_batches_and_resumes():
         EpochShuffleSampler(data, lengths=lengths[:-1])
 
 
+@pytest.mark.parametrize("pool", [1, 2, 3])
+def test_length_pools_group_only_rows_a_shuffled_pass_puts_together(pool):
+    """Every batch comes from one pool: ``pool`` consecutive batches' rows of the plain shuffled
+    pass (same seed and epoch), sorted by length, so a pool's batches do not interleave in length;
+    with a pool of one batch the batches are the shuffled pass's own."""
+    lengths = [(7 * i) % 23 for i in range(43)]
+    data = TensorDataset(torch.arange(43))
+    shuffled = list(EpochShuffleSampler(data, seed=3))
+    grouped = list(EpochShuffleSampler(data, seed=3, lengths=lengths, batch_size=4, pool=pool))
+    assert sorted(grouped) == list(range(43))
+    batches = [grouped[i : i + 4] for i in range(0, 43, 4)]
+    pools = [set(shuffled[i : i + 4 * pool]) for i in range(0, 43, 4 * pool)]
+    for rows in pools:
+        inside = [b for b in batches if set(b) <= rows]
+        assert sorted(sum(inside, [])) == sorted(rows)
+        ranges = sorted((min(lengths[i] for i in b), max(lengths[i] for i in b)) for b in inside)
+        assert all(high <= next_low for (_, high), (next_low, _) in zip(ranges, ranges[1:]))
+    if pool == 1:
+        assert sorted(map(sorted, batches)) == sorted(sorted(shuffled[i : i + 4]) for i in range(0, 43, 4))
+
+
 def test_atomic_checkpoint_io_never_leaves_a_partial_file(tmp_path, monkeypatch):
     """A write that fails halfway leaves the previous checkpoint whole and no partial file in its
     place; the CLI's trainers write this way."""

@@ -74,11 +74,13 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
         max_answer_length: generative only: answer tokens kept for training, the end token included.
         system_prompt: generative only: the chat template's system turn; None keeps the template's
             own default (SmolLM2's names itself), ``""`` an empty one.
-        group_by_length: training batches of rows of similar token length (shuffled pools of 50
-            batches sorted by length, the batches shuffled: the Hugging Face Trainer's
-            ``group_by_length``), so that dynamic padding pads little; a pass is still a function
-            of the seed and epoch (resumable). Single-process only: under DDP Lightning's
+        group_by_length: training batches of rows of similar token length (shuffled pools of
+            ``length_pool`` batches sorted by length, the batches shuffled: the Hugging Face
+            Trainer's ``group_by_length``), so that dynamic padding pads little; a pass is still a
+            function of the seed and epoch (resumable). Single-process only: under DDP Lightning's
             ``DistributedSampler`` shuffles as usual.
+        length_pool: group_by_length only: batches per length-sorted pool. Smaller pools mix
+            lengths more (more padding, batches more like shuffled ones); 50 is the Trainer's.
         closed_answers: QA only: answers the reader chooses rather than extracts (bAbI's yes/no,
             counts, lists and directions, which no span of the context is): a list, or ``auto``
             for every answer of the training split that some example's context does not hold as a
@@ -119,6 +121,7 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
         max_answer_length: int = 64,
         system_prompt: str | None = None,
         group_by_length: bool = False,
+        length_pool: int = 50,
         closed_answers: list[str] | str | None = None,
         supporting_facts: bool = False,
     ) -> None:
@@ -155,6 +158,9 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
         self.generative = generative
         self.max_answer_length = max_answer_length
         self.group_by_length = group_by_length
+        if length_pool < 1:
+            raise ValueError(f"length_pool must be at least 1 batch, got {length_pool}")
+        self.length_pool = length_pool
         self.closed_answers = closed_answers if isinstance(closed_answers, str) or closed_answers is None else list(closed_answers)
         self.system_prompt = system_prompt
         self.supporting_facts = supporting_facts
@@ -505,7 +511,7 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
         seed = int(os.environ.get("PL_GLOBAL_SEED", self.seed))
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         lengths = [len(ids) for ids in self.datasets[split]["input_ids"]] if self.group_by_length else None
-        sampler = EpochShuffleSampler(dataset, seed, lengths=lengths, batch_size=self.batch_size)
+        sampler = EpochShuffleSampler(dataset, seed, lengths=lengths, batch_size=self.batch_size, pool=self.length_pool)
         return ResumableLoader(dataset, sampler=sampler, position=self.train_position, epoch=epoch, **options)
 
     def loader_inputs(self, split: str):

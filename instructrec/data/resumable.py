@@ -37,19 +37,20 @@ class EpochShuffleSampler(RandomSampler):
     :class:`ResumableLoader` sets the epoch.
 
     With ``lengths`` (one per row) the pass is length-grouped (:func:`group_by_length`, for loaders
-    of ``batch_size``): every batch of the loader holds rows of similar length, so dynamic padding
+    of ``batch_size``, in pools of ``pool`` batches): every batch of the loader holds rows of similar length, so dynamic padding
     pads little; the one short batch comes last.
 
     A ``RandomSampler`` so that under DDP Lightning swaps in its ``DistributedSampler`` (shuffled by
     the same run seed and epoch) as it does for ``shuffle=True``; that one does not group by length.
     """
 
-    def __init__(self, data_source, seed: int = 0, *, lengths: Sequence[int] | None = None, batch_size: int = 1) -> None:
+    def __init__(self, data_source, seed: int = 0, *, lengths: Sequence[int] | None = None, batch_size: int = 1,
+                 pool: int = 50) -> None:
         super().__init__(data_source)
         if lengths is not None and len(lengths) != len(data_source):
             raise ValueError(f"{len(lengths)} lengths for {len(data_source)} rows")
         self.seed = seed
-        self.lengths, self.batch_size = lengths, batch_size
+        self.lengths, self.batch_size, self.pool = lengths, batch_size, pool
         self.epoch = 0
         self.skip = 0
 
@@ -68,7 +69,7 @@ class EpochShuffleSampler(RandomSampler):
             def shuffle(batches: list) -> None:
                 batches[:] = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
-            batches = group_by_length(order, self.lengths, self.batch_size, shuffle)
+            batches = group_by_length(order, self.lengths, self.batch_size, shuffle, self.pool)
             batches.sort(key=lambda batch: len(batch) < self.batch_size)  # stable: the short one last
             order = [i for batch in batches for i in batch]
         skip, self.skip = self.skip, 0
