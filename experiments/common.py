@@ -55,7 +55,9 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None, here: Pat
     args.out = Path(args.out or here)
     args.out.mkdir(parents=True, exist_ok=True)
     if work_dir is not None:
-        args.work_dir = Path(args.work_dir or (args.out / "runs" if args.smoke else work_dir))
+        # Absolute: the configs' relative checkpoint and prediction folders would otherwise be read
+        # under the trainer's default_root_dir, nesting the work dir inside itself.
+        args.work_dir = Path(args.work_dir or (args.out / "runs" if args.smoke else work_dir)).resolve()
     return args
 
 

@@ -151,7 +151,7 @@ def main(argv=None) -> None:
     parser.add_argument("--score_only", action="store_true", help="score the predictions a run wrote")
     args = common.parse(parser, argv, HERE, work_dir="runs/experiments/qa_babi_joint")
     files = test_files(Path(args.data))
-    out = args.work_dir.resolve()  # absolute: a relative checkpoint dirpath would be read under default_root_dir
+    out = args.work_dir  # absolute (common.parse)
     smoke = [f"--data.init_args.max_examples={common.smoke_examples(['train', 'val', 'test', 'predict'])}"] if args.smoke else []
     if args.train_questions and not args.smoke:
         smoke = [f"--data.init_args.max_examples={json.dumps({'train': args.train_questions})}"]
