@@ -224,6 +224,17 @@ def test_retrieval_cmrc(run_smoke):
 
 
 @pytest.mark.slow
+def test_qa_cmrc(run_smoke):
+    out = run_smoke("qa_cmrc", "--sample", "8")
+    rows = assert_like_committed("qa_cmrc", out)
+    assert [row["setting"] for row in rows][-2:] == ["gold paragraph: the retrieve-and-read sample", "retrieve-and-read (BM25 top 1)"]
+    assert rows[0]["questions"] == "16" and rows[-1]["questions"] == "8"
+    split = {row["setting"]: int(row["questions"]) for row in rows[1:3]}
+    assert sum(split.values()) == 16  # every question in one of the [UNK] groups
+    assert_finite(rows, ["exact_match", "f1", "squad_exact_match", "squad_f1", "holds_answer", "prediction_characters"])
+
+
+@pytest.mark.slow
 def test_instruction_parser(run_smoke):
     out = run_smoke("instruction_parser", "--threads", "1")
     rows = assert_like_committed("instruction_parser", out)
