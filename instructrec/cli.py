@@ -166,6 +166,9 @@ def run_lightning(args: list[str] | None = None, trainer_defaults: dict | None =
         # `args` is always the whole command line here (main's, or a study's run), so Lightning's
         # warning about `args` beside sys.argv would only print the command twice on every run.
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended", category=UserWarning)
+        # torch deprecates the LeafSpec check Lightning's batch flattening still makes: a line per
+        # loader on every run, about Lightning's code, that no user can act on.
+        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
         return cli_class(
             LightningModule,
             LightningDataModule,

@@ -116,14 +116,20 @@ def test_fit_test_and_predict_end_to_end(tmp_path, capsys, monkeypatch):
 
 
 def test_fast_dev_run(tmp_path, monkeypatch):
-    """Two training and two validation batches, and nothing written: Lightning's smoke test."""
+    """Two training and two validation batches, and nothing written: Lightning's smoke test; without
+    the deprecation line torch prints about Lightning's batch flattening."""
+    import warnings
+
     from instructrec.cli import run_lightning
 
     monkeypatch.chdir(ROOT)
-    cli = run_lightning(tiny_fit_args(tmp_path, "--trainer.fast_dev_run", "2", "--test_after_fit", "false",
-                                      "--show_predictions", "[]"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cli = run_lightning(tiny_fit_args(tmp_path, "--trainer.fast_dev_run", "2", "--test_after_fit", "false",
+                                          "--show_predictions", "[]"))
     assert cli.trainer.global_step == 2 and cli.trainer.fit_loop.epoch_loop.val_loop.batch_progress.total.completed == 2
     assert not list(tmp_path.rglob("*.ckpt"))
+    assert not [w for w in caught if "LeafSpec" in str(w.message)]
 
 
 @pytest.mark.slow
