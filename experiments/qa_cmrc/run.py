@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -33,7 +34,7 @@ FIELDS = ["setting", "questions", "exact_match", "f1", "squad_exact_match", "squ
 
 
 def fit_and_predict(args) -> tuple[Path, dict]:
-    out = Path(args.work_dir)
+    out = args.work_dir  # absolute (common.parse)
     config = common.run_config(CONFIG, out, timer=True)
     overrides = SMOKE_DATA if args.smoke else OVERRIDES  # smoke: one epoch, validated
     lightning = dict(cache_dir=out / "cache", smoke=args.smoke)
@@ -51,12 +52,11 @@ def dev_questions(answers: dict[str, str]) -> list[dict]:
     """Dev's ``data`` list, restricted to the questions answered (smoke mode answers a handful)."""
     from instructrec.paths import resolve_path
 
-    data = json.loads(resolve_path(DEV).read_text(encoding="utf-8"))["data"]
-    return [{**a, "paragraphs": [{**p, "qas": [q for q in p["qas"] if q["id"].strip() in answers]} for p in a["paragraphs"]]}
-            for a in data]
+    return subset(json.loads(resolve_path(DEV).read_text(encoding="utf-8"))["data"], set(answers))
 
 
 def subset(data: list[dict], ids: set[str]) -> list[dict]:
+    """A SQuAD-format ``data`` list with only the questions in ``ids``."""
     return [{**a, "paragraphs": [{**p, "qas": [q for q in p["qas"] if q["id"].strip() in ids]} for p in a["paragraphs"]]}
             for a in data]
 
@@ -70,10 +70,9 @@ def scores(setting: str, data: list[dict], answers: dict[str, str]) -> dict:
     # Where the scores are low, whether the reader found the answer's neighbourhood: the share of
     # predictions holding a gold answer whole, and how long the predictions are.
     holds = sum(any(r.strip() and r.strip() in answers.get(q, "") for r in refs) for q, refs in questions)
-    lengths = sorted(len(answers.get(q, "")) for q, _ in questions)
     return {"setting": setting, "questions": cmrc["total"], "exact_match": round(cmrc["exact_match"], 2),
             "f1": round(cmrc["f1"], 2), "squad_exact_match": round(squad["exact_match"], 2), "squad_f1": round(squad["f1"], 2),
-            "holds_answer": round(100.0 * holds / max(1, len(questions)), 1), "prediction_characters": lengths[len(lengths) // 2] if lengths else 0}
+            "holds_answer": round(100.0 * holds / max(1, len(questions)), 1), "prediction_characters": statistics.median_high(len(answers.get(q, "")) for q, _ in questions) if questions else 0}
 
 
 def unknown_answer_ids(data: list[dict], backbone: str) -> set[str]:
@@ -117,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sample", type=int, default=500, help="dev questions answered by retrieve-and-read")
     parser.add_argument("--seed", type=int, default=0, help="chooses the retrieve-and-read sample")
     args = common.parse(parser, argv, HERE, work_dir="runs/experiments/qa_cmrc")
-    work = Path(args.work_dir)
+    work = args.work_dir
     started = time.perf_counter()
     if args.score_only:
         best = Path((work / "best.txt").read_text(encoding="utf-8").strip())
@@ -143,8 +142,8 @@ def main(argv: list[str] | None = None) -> None:
         [[r["setting"], r["questions"], f"{r['exact_match']:.2f}", f"{r['f1']:.2f}",
           f"{r['squad_exact_match']:.2f}", f"{r['squad_f1']:.2f}", f"{r['holds_answer']:.1f}", r["prediction_characters"]] for r in rows],
     )
-    gold = sorted(len(refs[0]) for _, refs in questions_of(data))
-    note = (f"\nGold answers: median {gold[len(gold) // 2]} characters (the first reference). "
+    gold = statistics.median_high(len(refs[0]) for _, refs in questions_of(data))
+    note = (f"\nGold answers: median {gold} characters (the first reference). "
             f"Reader: {budget['steps']} steps ({budget['train_minutes']} min of training); "
             f"retrieve-and-read sample: {len(retrieved)} dev questions (seed {args.seed}).")
     common.write_markdown(args.out / "results.md", table + note)

@@ -25,7 +25,7 @@ from instructrec.data import cache, encoding, generative
 from instructrec.data.files import TextRecord, read_instruction_file
 from instructrec.data.loading import LoadedSplit, OnError, collect, holdout_position, parsed, report, subsample
 from instructrec.data.raw import reader_code
-from instructrec.data.resumable import EpochShuffleSampler, ResumableData, ResumableLoader
+from instructrec.data.resumable import LENGTH_POOL, EpochShuffleSampler, ResumableData, ResumableLoader
 from instructrec.data.sources import evidence_spans, read_records, reference_answers, templated
 from instructrec.errors import MissingFileError
 from instructrec.instructions import InstructionError
@@ -121,7 +121,7 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
         max_answer_length: int = 64,
         system_prompt: str | None = None,
         group_by_length: bool = False,
-        length_pool: int = 50,
+        length_pool: int = LENGTH_POOL,
         closed_answers: list[str] | str | None = None,
         supporting_facts: bool = False,
     ) -> None:

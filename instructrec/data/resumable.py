@@ -18,8 +18,11 @@ from torch.utils.data import DataLoader, IterableDataset, RandomSampler
 from instructrec.hashing import stable_hash
 
 
+LENGTH_POOL = 50  # batches per length-sorted pool: the Hugging Face Trainer's megabatch
+
+
 def group_by_length(
-    order: list[int], lengths: Sequence[int], batch_size: int, shuffle: Callable[[list], None], pool: int = 50
+    order: list[int], lengths: Sequence[int], batch_size: int, shuffle: Callable[[list], None], pool: int = LENGTH_POOL
 ) -> list[list[int]]:
     """Batches of similar lengths from a shuffled ``order``: pools of ``pool`` batches sorted by
     length, cut into batches, the batches shuffled in place by ``shuffle``. A batch then pads little
@@ -37,15 +40,15 @@ class EpochShuffleSampler(RandomSampler):
     :class:`ResumableLoader` sets the epoch.
 
     With ``lengths`` (one per row) the pass is length-grouped (:func:`group_by_length`, for loaders
-    of ``batch_size``, in pools of ``pool`` batches): every batch of the loader holds rows of similar length, so dynamic padding
-    pads little; the one short batch comes last.
+    of ``batch_size``, in pools of ``pool`` batches): every batch of the loader holds rows of
+    similar length, so dynamic padding pads little; the one short batch comes last.
 
     A ``RandomSampler`` so that under DDP Lightning swaps in its ``DistributedSampler`` (shuffled by
     the same run seed and epoch) as it does for ``shuffle=True``; that one does not group by length.
     """
 
     def __init__(self, data_source, seed: int = 0, *, lengths: Sequence[int] | None = None, batch_size: int = 1,
-                 pool: int = 50) -> None:
+                 pool: int = LENGTH_POOL) -> None:
         super().__init__(data_source)
         if lengths is not None and len(lengths) != len(data_source):
             raise ValueError(f"{len(lengths)} lengths for {len(data_source)} rows")
