@@ -188,7 +188,7 @@ class TeacherLogitsDataModule(InstructionDataModule):
         splits = [s for s in options.teacher_splits if s in self._splits()]
         if options.teacher is None or not splits:
             return {}
-        teacher = load_teacher(options.teacher, tasks=self.tasks, dtype=options.teacher_dtype)
+        teacher = load_teacher(options.teacher, tasks=self.tasks, dtype=options.teacher_dtype, tokenizer=self.tokenizer_name)
         cached = {}
         for split in splits:
             dataset, _ = self.encoded(split)

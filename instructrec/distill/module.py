@@ -71,6 +71,8 @@ class DistillationModule(L.LightningModule):
         tasks: ``{name: {"type": "classification" | "qa", "labels": [...]}}`` (linked from the data
             by the CLI); None: the teacher's own tasks.
         backbone: the student's backbone name (its tokenizer encodes the data; the CLI links it).
+            A teacher that numbers the same tokens otherwise reads them translated
+            (:func:`~instructrec.distill.teacher.token_id_map`: a MiniLM student of an mpnet teacher).
             With ``student_init: teacher_layers`` it only names the tokenizer, which must be the
             teacher's.
         student_init: ``teacher_layers``, ``pretrained`` or ``random``.
@@ -119,7 +121,9 @@ class DistillationModule(L.LightningModule):
         self.schedules = {part: build_schedule(w) for part, w in zip(PARTS, (soft_weight, hard_weight, hidden_weight, attention_weight))}
         self.temperature = build_schedule(temperature)
         uses = {part: _ever_positive(self.schedules[part]) for part in PARTS}
-        self.teacher = load_teacher(teacher, tasks=tasks, dtype=teacher_dtype, attentions=uses["attention"])
+        self.teacher = load_teacher(
+            teacher, tasks=tasks, dtype=teacher_dtype, attentions=uses["attention"], tokenizer=self.hparams.backbone
+        )
         self.tasks = self.teacher.tasks
         self.hparams.tasks = self.tasks
         if student_init == "teacher_layers" and student_layers is None:

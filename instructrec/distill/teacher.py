@@ -18,6 +18,15 @@ Sources:
   (the checkpoint has the weights), its ``state_dict`` loaded with ``weights_only=True``, and it
   must have ``encoder`` (a transformers encoder) and ``heads[task](states, attention_mask)``,
   as ``MultiTaskModule`` has. Its ``tasks`` hyper-parameter names the tasks it can teach.
+
+A teacher reads the student's batches. When the student's tokenizer splits text as the teacher's
+does but numbers the pieces differently (MPNet's vocabulary is BERT-uncased's shifted by four, with
+its own ``<s> </s> <pad> <unk>``), ``load_teacher(..., tokenizer=<the student's backbone>)`` gives
+the teacher a :func:`token_id_map` and it translates the ids before it reads them; one token is one
+token in both, so hidden states still align position by position. Checked on a probe text when the
+map is built; a pair of tokenizers that split text differently is refused. (For sentence pairs BERT
+writes ``[CLS] a [SEP] b [SEP]`` where MPNet writes ``<s> a </s></s> b </s>``: the teacher then
+reads one separator where it was trained on two.)
 """
 
 from __future__ import annotations
@@ -28,11 +37,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from instructrec import backbones
 from instructrec.batch import encoder_inputs
 from instructrec.hashing import file_digest
 from instructrec.paths import resolve_path
 from instructrec.distill.outputs import ModelOutputs
-from instructrec.errors import MissingFileError
+from instructrec.errors import InputError, MissingFileError
 from instructrec.models.checkpoints import load_module
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -50,9 +60,22 @@ class FrozenTeacher(nn.Module):
         encoder: its transformers encoder (for initialising a student from its layers).
     """
 
-    def __init__(self, model: nn.Module, kind: str, tasks: dict, identity: str, label_order=None, dtype=None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        kind: str,
+        tasks: dict,
+        identity: str,
+        label_order=None,
+        dtype=None,
+        token_map: torch.Tensor | None = None,
+        input_names: tuple[str, ...] | None = None,
+    ) -> None:
         super().__init__()
         self.model = model
+        # The student's token id -> the teacher's (see the module docstring); not saved: rebuilt from the tokenizers.
+        self.register_buffer("token_map", token_map, persistent=False)
+        self.input_names = input_names  # the encoder inputs the teacher's tokenizer makes (None: any)
         self.kind = kind
         self.tasks = {name: dict(spec) for name, spec in tasks.items()}
         self.identity = identity
@@ -81,6 +104,10 @@ class FrozenTeacher(nn.Module):
         if task not in self.tasks:
             raise KeyError(f"the teacher has no task {task!r}; it teaches {sorted(self.tasks)}")
         inputs = encoder_inputs(batch)
+        if self.input_names is not None:
+            inputs = {key: value for key, value in inputs.items() if key in self.input_names}
+        if self.token_map is not None:
+            inputs["input_ids"] = self.token_map[inputs["input_ids"]]
         flags = {"output_hidden_states": hidden_states, "output_attentions": attentions}
         if self.kind == "transformers":
             out = self.model(**inputs, **flags)
@@ -101,6 +128,7 @@ def load_teacher(
     tasks: dict | None = None,
     dtype: str | None = None,
     attentions: bool = False,
+    tokenizer: str | None = None,
 ) -> FrozenTeacher:
     """A :class:`FrozenTeacher` from a transformers folder or one of our checkpoints.
 
@@ -110,15 +138,84 @@ def load_teacher(
         dtype: ``float32`` (default), ``bfloat16`` or ``float16`` for the teacher's weights.
         attentions: load eager attention, which can return attention probabilities (needed by
             attention transfer; SDPA cannot).
+        tokenizer: the backbone whose tokenizer encodes the batches the teacher reads (the
+            student's); when the teacher's own numbers tokens differently, ids are translated
+            (:func:`token_id_map`). None: the batches are the teacher's own tokens.
     """
     if dtype is not None and dtype not in DTYPES:
         raise ValueError(f"teacher dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     path = resolve_path(source)
     if path.is_dir():
-        return _from_folder(path, tasks, dtype, attentions)
-    if path.is_file():
-        return _from_checkpoint(path, tasks, dtype, attentions)
-    raise MissingFileError(f"teacher {path} is neither a model folder nor a checkpoint file")
+        teacher = _from_folder(path, tasks, dtype, attentions)
+    elif path.is_file():
+        teacher = _from_checkpoint(path, tasks, dtype, attentions)
+    else:
+        raise MissingFileError(f"teacher {path} is neither a model folder nor a checkpoint file")
+    own = _own_tokenizer(teacher, path)
+    if tokenizer is not None and own is not None:
+        teacher.token_map = token_id_map(backbones.load_tokenizer(tokenizer), own)
+        if teacher.token_map is not None:
+            teacher.input_names = tuple(own.model_input_names)
+    return teacher
+
+
+# Text whose pieces the two tokenizers must agree on before ids are translated: cased words, a
+# word split into pieces, punctuation, digits, an accent, Chinese characters.
+PROBE_TEXT = "The film's unbelievably tedious, 1,234 résumés later! 电影很好"
+
+
+def token_id_map(student, teacher) -> torch.Tensor | None:
+    """The teacher's id for each of the student tokenizer's ids, or None when they already agree.
+
+    Special tokens map by role (the student's CLS to the teacher's CLS, and so on), every other
+    token by its string. Raises :class:`~instructrec.errors.InputError` when the two split
+    :data:`PROBE_TEXT` into different pieces, or when more than 1% of the student's tokens are
+    not in the teacher's vocabulary: their ids could not be translated one for one.
+    """
+    student_vocab, teacher_vocab = student.get_vocab(), teacher.get_vocab()
+    roles = ("cls_token", "sep_token", "pad_token", "unk_token", "mask_token", "bos_token", "eos_token")
+    special = {
+        getattr(student, f"{role}_id"): getattr(teacher, f"{role}_id")
+        for role in roles
+        if getattr(student, role, None) is not None and getattr(teacher, role, None) is not None
+    }
+    if student_vocab == teacher_vocab and all(s == t for s, t in special.items()):
+        return None
+    mapping = torch.full((max(student_vocab.values()) + 1,), teacher.unk_token_id, dtype=torch.long)
+    missing = 0
+    for token, index in student_vocab.items():
+        if token in teacher_vocab:
+            mapping[index] = teacher_vocab[token]
+        else:
+            missing += 1
+    for student_id, teacher_id in special.items():
+        mapping[student_id] = teacher_id
+    if missing > 0.01 * len(student_vocab):
+        raise InputError(
+            f"the teacher's vocabulary lacks {missing} of the student tokenizer's {len(student_vocab)} tokens: "
+            "their ids cannot be translated one for one; distil into a student with the teacher's tokenizer"
+        )
+    pieces = [tokenizer(PROBE_TEXT, add_special_tokens=False)["input_ids"] for tokenizer in (student, teacher)]
+    if mapping[torch.tensor(pieces[0])].tolist() != pieces[1]:
+        raise InputError(
+            f"the student's and the teacher's tokenizers split {PROBE_TEXT!r} differently "
+            f"({student.convert_ids_to_tokens(pieces[0])} vs {teacher.convert_ids_to_tokens(pieces[1])}): "
+            "the teacher cannot read the student's batches; distil into a student with the teacher's tokenizer"
+        )
+    return mapping
+
+
+def _own_tokenizer(teacher: FrozenTeacher, path: Path):
+    """The tokenizer the teacher was trained with: its checkpoint's backbone, or the folder's own
+    tokenizer files (None when the folder has none)."""
+    if teacher.kind == "checkpoint":
+        backbone = teacher.model.hparams.get("backbone")
+        return backbones.load_tokenizer(backbone) if backbone else None
+    if not any(path.glob("tokenizer*")) and not (path / "vocab.txt").is_file():
+        return None
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
 
 
 def source_identity(path: Path) -> str:
