@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from instructrec.instructions import Instruction, InstructionError, parse_instruction
-from instructrec.instructions.markers import MARKER_WORDS, TRANSLATE, find_markers, unescape
+from instructrec.instructions.markers import MARKER_WORDS, TRANSLATE, find_markers, guess_language, is_mostly_chinese, unescape
 
 
 def _with(fields, **optional):
@@ -242,6 +242,26 @@ def test_marker_boundaries(text, spelled):
 def test_translation_languages_split_at_the_first_to():
     (marker,) = find_markers("Translate Old to Middle English to Modern English: x")
     assert (marker.source, marker.target) == ("Old", "Middle English to Modern English")
+
+
+@pytest.mark.parametrize(
+    "text, chinese",
+    [
+        ("这部电影很好看", True),
+        ("2024年1月3日", True),  # digits are neither language: 年月日 are all its letters
+        ("好！", True),  # nor is punctuation, full-width or not
+        ("电影 is great", False),  # 2 Han of 9 letters
+        ("电影很好看 movie", False),  # 5 of 10: not more than half
+        ("电影很好看啊 movie", True),  # 6 of 11
+        ("ＡＢＣ，。", False),  # full-width Latin letters are not Han
+        ("𠀀𠀁x", True),  # extension B ideographs count
+        ("", False),
+        ("123 !?", False),
+    ],
+)
+def test_mostly_chinese_counts_han_among_letters(text, chinese):
+    assert is_mostly_chinese(text) is chinese
+    assert guess_language(text) == ("zh" if chinese else "en")
 
 
 def test_unescape():

@@ -25,6 +25,9 @@ from instructrec.instructions.templates import get_template
 FIXTURE = Path(__file__).parent / "data" / "parser_regression.jsonl"
 # Texts whose reading the fix changed on purpose.
 CHANGED_BY_THE_FIX = {"Context: The sky. Here is the question: why is it blue?"}
+# Texts whose language changed when one rule came to decide "mostly Chinese" everywhere (Han
+# characters among letters; punctuation, here ")", no longer counts).
+LANGUAGE_BY_THE_ONE_RULE = {")𦳐": "zh"}
 
 
 def reading(text: str) -> dict:
@@ -41,6 +44,9 @@ def test_every_recorded_text_parses_as_before_unless_the_fix_says_otherwise():
     changed, accepted = set(), 0
     for row in rows:
         text, before, now = row["text"], row["result"], reading(row["text"])
+        if text in LANGUAGE_BY_THE_ONE_RULE:
+            assert now["language"] == LANGUAGE_BY_THE_ONE_RULE[text] != before["language"], text
+            before = {**before, "language": now["language"]}
         if "error" in before:
             # Refused before: still refused at the same place, or now read (a passage before a
             # question is its context, prose before a marked qa its instruction).

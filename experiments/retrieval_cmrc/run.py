@@ -36,7 +36,7 @@ import common  # noqa: E402  (offline defaults, before instructrec is imported)
 import jieba  # noqa: E402
 
 from instructrec import backbones  # noqa: E402
-from instructrec.instructions.corpus import HAN_CHARACTERS  # noqa: E402
+from instructrec.instructions.markers import HAN_CHARACTERS  # noqa: E402
 from instructrec.paths import data_root  # noqa: E402
 from instructrec.retrieval import recall_at  # noqa: E402
 from instructrec.retrieval.bm25 import BM25Retriever  # noqa: E402

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from instructrec.instructions.markers import MARKER_END, MARKER_WORDS
+from instructrec.instructions.markers import MARKER_END, MARKER_WORDS, is_mostly_chinese
 from instructrec.instructions.model import OPTIONAL_FIELDS, REQUIRED_FIELDS, Instruction, InstructionError
 from instructrec.instructions.renderer import render
 
@@ -142,12 +142,10 @@ def _join(pieces: list[tuple[int, int]], others: list[tuple[int, int]]) -> tuple
     return start, end
 
 
-HAN_CHARACTERS = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")  # Han ideographs (the CJK blocks)
-
 
 def default_source_language(text: str, language: str) -> str:
     """The source language of a translation that does not name it: the text's own."""
-    chinese = 2 * len(HAN_CHARACTERS.findall(text)) > len(text.replace(" ", ""))
+    chinese = is_mostly_chinese(text)
     if language == "zh":
         return "中文" if chinese else "英语"
     return "Chinese" if chinese else "English"

@@ -69,17 +69,21 @@ TRANSLATION_MARKER: dict[str, str] = {
 }
 TRANSLATE = "translate"  # the field name of a translation marker (its value is the text)
 
-# Han ideographs, CJK punctuation and full-width forms.
-_CJK = re.compile(
-    r"[\u3001-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef\U00020000-\U0003134f]"
-)
+# Han ideographs: the CJK blocks, compatibility ideographs and extensions B-H.
+HAN_CHARACTERS = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
+
+
+def is_mostly_chinese(text: str) -> bool:
+    """Han characters are more than half of the text's letters: the one rule every part of the
+    package that tells Chinese from English uses. Digits, punctuation (full-width or not) and
+    spaces belong to neither language, so they do not count."""
+    letters = sum(1 for c in text if c.isalpha())
+    return 2 * len(HAN_CHARACTERS.findall(text)) > letters
 
 
 def guess_language(text: str) -> str:
-    """The language of a text without markers: ``zh`` when CJK characters are more than half of
-    its non-space characters, else ``en``."""
-    non_space = len(text) - sum(1 for c in text if c.isspace())
-    return "zh" if 2 * len(_CJK.findall(text)) > non_space else "en"
+    """The language of a text without markers: ``zh`` when it is mostly Chinese, else ``en``."""
+    return "zh" if is_mostly_chinese(text) else "en"
 
 
 # Verbs that open a classification instruction ("Classify the sentiment of ...: <text>").

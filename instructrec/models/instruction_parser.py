@@ -36,6 +36,7 @@ from instructrec import backbones
 from instructrec.batch import IGNORE_LABEL
 from instructrec.errors import InputError
 from instructrec.instructions.corpus import CONTENT_FIELDS, SPAN_FIELDS, Example, build_corpus, instruction_from_spans
+from instructrec.instructions.markers import is_mostly_chinese
 from instructrec.instructions.model import TASKS, Instruction, InstructionError
 from instructrec.models.heads import pool
 from instructrec.models.optim import adamw_with_warmup
@@ -371,15 +372,13 @@ _ALLOWED_TAGS = _allowed_tags()
 
 def _language(text: str, spans: list[tuple]) -> str:
     """``zh`` when CJK characters dominate the wording (or, with no wording, the whole text)."""
-    from instructrec.instructions.corpus import HAN_CHARACTERS
-
     content = set()
     for field, start, end in spans:
         if field in CONTENT_FIELDS:
             content.update(range(start, end))
     wording = "".join(c for i, c in enumerate(text) if i not in content and c.isalpha())
     sample = wording if len(wording) >= 2 else "".join(c for c in text if c.isalpha())
-    return "zh" if sample and 2 * len(HAN_CHARACTERS.findall(sample)) > len(sample) else "en"
+    return "zh" if is_mostly_chinese(sample) else "en"
 
 
 _LOADED: dict[str, tuple[float, LoadedParser]] = {}

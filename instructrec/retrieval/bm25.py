@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from instructrec.instructions.corpus import HAN_CHARACTERS
+from instructrec.instructions.markers import HAN_CHARACTERS, is_mostly_chinese
 from instructrec.retrieval.base import Retriever
 from instructrec.retrieval.knowledge_base import KnowledgeBase
 
@@ -37,11 +37,7 @@ _ANALYZED_WORDS = r"(?u)[^ ]*\w[^ ]*"  # an analyser's word, if it holds a lette
 
 def detect_language(texts: Sequence[str]) -> str:
     """``"chinese"`` where Han characters are more than half of the texts' letters, else ``"english"``."""
-    han = letters = 0
-    for text in texts:
-        han += len(HAN_CHARACTERS.findall(text))
-        letters += sum(1 for c in text if c.isalpha())
-    return "chinese" if 2 * han > letters else "english"
+    return "chinese" if is_mostly_chinese("\n".join(texts)) else "english"
 
 
 def chinese_words(text: str) -> list[str]:
