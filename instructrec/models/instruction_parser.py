@@ -34,6 +34,7 @@ from torch import nn
 
 from instructrec import backbones
 from instructrec.batch import IGNORE_LABEL
+from instructrec.data.resumable import LENGTH_POOL, group_by_length
 from instructrec.errors import InputError
 from instructrec.instructions.corpus import CONTENT_FIELDS, SPAN_FIELDS, Example, build_corpus, instruction_from_spans
 from instructrec.instructions.markers import is_mostly_chinese
@@ -176,11 +177,9 @@ class _Collate:
 # -- training -------------------------------------------------------------------------------------
 
 
-def length_batches(lengths: Sequence[int], batch_size: int, seed: int, pool: int = 50) -> list[list[int]]:
+def length_batches(lengths: Sequence[int], batch_size: int, seed: int, pool: int = LENGTH_POOL) -> list[list[int]]:
     """Shuffled batches of similar lengths (little padding: the CPU budget), a function of ``seed``."""
     import random
-
-    from instructrec.data.resumable import group_by_length
 
     rng = random.Random(seed)
     order = list(range(len(lengths)))
