@@ -1,5 +1,6 @@
 """DistillationModule: a few Trainer steps on cached logits, the test report, losses, checkpoints."""
 
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -8,6 +9,7 @@ import torch
 
 from instructrec.distill.data import TeacherLogitsDataModule
 from instructrec.distill.module import DistillationModule
+from instructrec.distill.teacher import expect_frozen_teacher
 from instructrec.models.evaluation import count_parameters
 
 from distill_helpers import random_batch, save_classification_teacher
@@ -37,7 +39,10 @@ def test_fit_on_cached_logits_then_report(tmp_path, teacher, monkeypatch):
     trainer = L.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path, limit_val_batches=1)
     before = {k: v.clone() for k, v in model.student.state_dict().items()}
-    trainer.fit(model, datamodule=dm)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(model, datamodule=dm)
+    assert not [w for w in caught if "in eval mode" in str(w.message)]  # the frozen teacher is expected there
     assert calls == [] and trainer.global_step == 4
     assert any(not torch.equal(v, model.student.state_dict()[k]) for k, v in before.items())
     logged = trainer.callback_metrics
@@ -134,3 +139,21 @@ def test_multitask_student_distils_task_by_task_from_cached_logits(tmp_path, mon
     assert calls == [] and trainer.global_step == 7  # 4 + 3 batches, the teacher never run
     assert {"val/sentiment/acc", "val/topic/acc", "val/score"} <= set(trainer.callback_metrics)
     assert model.student.heads["topic"].pooling == "mean"  # the student pools like its teacher
+
+
+def test_only_the_frozen_teachers_eval_mode_goes_unreported(teacher):
+    model = DistillationModule(teacher=str(teacher), student_layers=[0, 2, 4]).train()
+    teacher_modules = sum(1 for _ in model.teacher.modules())
+    message = "Found {} module(s) in eval mode at the start of training. This may lead to unexpected behavior"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        expect_frozen_teacher(model, model.teacher)
+        warnings.warn(message.format(teacher_modules))
+    assert caught == []
+    model.student.heads.eval()  # a module of the student left in eval mode must still be reported
+    in_eval = sum(1 for part in model.modules() if not part.training)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        expect_frozen_teacher(model, model.teacher)
+        warnings.warn(message.format(in_eval))
+    assert in_eval > teacher_modules and len(caught) == 1

@@ -34,6 +34,7 @@ from torch import nn
 
 from instructrec.batch import IGNORE_LABEL, PROMPT_INPUTS
 from instructrec.distill.losses import SoftTargetKLLoss
+from instructrec.distill.teacher import expect_frozen_teacher
 from instructrec.models.evaluation import TaskMetrics, count_parameters, retention
 from instructrec.models.generation import DecodingOptions, GenerationModule, answer_logits, load_generator
 
@@ -112,6 +113,9 @@ class GenerationDistillationModule(GenerationModule):
         super().train(mode)
         self.teacher.eval()
         return self
+
+    def on_fit_start(self) -> None:
+        expect_frozen_teacher(self, self.teacher)
 
     # -- training --------------------------------------------------------------------------------
 

@@ -55,7 +55,7 @@ from instructrec.distill.losses import (
 )
 from instructrec.distill.outputs import ModelOutputs, cached_logits
 from instructrec.distill.schedules import build_schedule
-from instructrec.distill.teacher import load_teacher
+from instructrec.distill.teacher import expect_frozen_teacher, load_teacher
 from instructrec.models.evaluation import TaskMetrics, count_parameters, log_stage_metrics, retention, task_of
 from instructrec.models.optim import adamw_with_warmup
 
@@ -177,6 +177,9 @@ class DistillationModule(L.LightningModule):
         return task_of(batch.get("task"), self.tasks)
 
     # -- losses ------------------------------------------------------------------------------------
+
+    def on_fit_start(self) -> None:
+        expect_frozen_teacher(self, self.teacher)
 
     def current_weights(self) -> tuple[dict[str, float], float]:
         """Each part's weight and the temperature at the current optimiser step."""

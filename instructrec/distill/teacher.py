@@ -32,6 +32,8 @@ reads one separator where it was trained on two.)
 from __future__ import annotations
 
 import hashlib
+import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -121,6 +123,16 @@ class FrozenTeacher(nn.Module):
         return ModelOutputs(
             logits, out.hidden_states if hidden_states else None, out.attentions if attentions else None
         )
+
+
+def expect_frozen_teacher(module: nn.Module, teacher: nn.Module) -> None:
+    """Call from ``on_fit_start``. Lightning warns at the start of every fit about modules in eval
+    mode, and a frozen teacher always is, by design: that line would print on every distillation
+    run with nothing for the user to do. It is hidden only when the count it reports is exactly the
+    teacher's modules, so any other module left in eval mode still warns."""
+    in_eval = sum(1 for part in module.modules() if not part.training)
+    if in_eval == sum(1 for _ in teacher.modules()):
+        warnings.filterwarnings("ignore", message=re.escape(f"Found {in_eval} module(s) in eval mode at the start of training"))
 
 
 def load_teacher(
