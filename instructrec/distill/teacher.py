@@ -163,8 +163,8 @@ def load_teacher(
         teacher = _from_checkpoint(path, tasks, dtype, attentions)
     else:
         raise MissingFileError(f"teacher {path} is neither a model folder nor a checkpoint file")
-    own = _own_tokenizer(teacher, path)
-    if tokenizer is not None and own is not None:
+    own = _own_tokenizer(teacher, path) if tokenizer is not None else None
+    if own is not None:
         teacher.token_map = token_id_map(backbones.load_tokenizer(tokenizer), own)
         if teacher.token_map is not None:
             teacher.input_names = tuple(own.model_input_names)

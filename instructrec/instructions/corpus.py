@@ -142,7 +142,6 @@ def _join(pieces: list[tuple[int, int]], others: list[tuple[int, int]]) -> tuple
     return start, end
 
 
-
 def default_source_language(text: str, language: str) -> str:
     """The source language of a translation that does not name it: the text's own."""
     chinese = is_mostly_chinese(text)
