@@ -26,6 +26,8 @@ def parser():
 
 
 def main(argv: list[str]) -> int:
+    from pathlib import Path
+
     from instructrec.recommendation.instructions import sample_pairs, write_instruction_files
     from instructrec.recommendation.movielens import read_interactions, read_movies
     from instructrec.recommendation.protocol import leave_one_out
@@ -39,6 +41,8 @@ def main(argv: list[str]) -> int:
                                       meta={"data": "MovieLens-100K (recbole 1.2.1 wheel)", **settings})
     for stage, path in written.items():
         print(f"{stage}: {len(pairs[stage])} instructions -> {path}")
+    # the config reads runs/rec/movielens: files written elsewhere are named on the command line
     print("next: instructrec fit --config configs/rec/movielens_ranker.yaml"
-          + (f" (its sources read {args.out})" if args.out != "runs/rec/movielens" else ""))
+          + (f" --data.init_args.sources '{{next_item: {{train: {written['train']}, val: {written['val']}}}}}'"
+             if Path(args.out) != Path("runs/rec/movielens") else ""))
     return 0
