@@ -24,6 +24,7 @@ from instructrec.recommendation import movielens
 from instructrec.recommendation.baselines import Popularity
 from instructrec.recommendation.instructions import sample_pairs, write_instruction_files
 from instructrec.recommendation.movielens import Interaction, Movie
+from instructrec.recommendation.two_stage import Reranked
 from instructrec.recommendation.protocol import (
     Split, cold_users, evaluate, expected_rank, full_rank_metrics, leave_one_out, load_candidates, rank_metrics,
     sample_candidates, save_candidates, user_history, warm_cold_metrics,
@@ -179,6 +180,61 @@ def test_training_pairs_never_show_the_test_or_validation_item_and_are_seeded(tm
     assert not (ROOT / "instructrec" / "not-here").exists()
 
 
+def test_reranked_puts_the_first_stages_top_k_and_its_ties_above_the_rest_in_the_second_stages_order():
+    items = ["a", "b", "c", "d", "e", "f"]
+    first = dict(zip(items, [5.0, 4.0, 4.0, 3.0, 2.0, 2.0]))
+    second = {"a": 0.1, "b": 0.9, "c": 0.5, "d": 1.0}
+    asked = []
+
+    def second_stage(user, wanted):
+        asked.append(list(wanted))
+        return [second[i] for i in wanted]
+
+    reranked = Reranked(lambda user, wanted: [first[i] for i in wanted], second_stage, k=2)
+    # b and c tie for second place: both reach the second stage; e and f stay tied below d
+    assert reranked("u", items) == [2.0, 4.0, 3.0, 1.0, 0.0, 0.0]
+    assert asked == [["a", "b", "c"]]
+    assert reranked("u", list(reversed(items))) == [0.0, 0.0, 1.0, 3.0, 4.0, 2.0]
+    assert asked == [["a", "b", "c"]]  # kept per (user, item): not asked again
+    reranked("v", items[:2])
+    assert asked[-1] == ["a", "b"]  # fewer items than k: all of them, for a user of their own
+    with pytest.raises(ValueError, match="at least 1"):
+        Reranked(Popularity(Split({}, {}, {})), second_stage, k=0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4)), min_size=1, max_size=12), st.integers(1, 6))
+def test_reranked_order_is_the_second_stage_over_the_first_stages_top_then_the_first_stage(pairs, k):
+    items = [f"i{n}" for n in range(len(pairs))]
+    first, second = ({item: float(pair[n]) for item, pair in zip(items, pairs)} for n in (0, 1))
+    scores = Reranked(lambda u, wanted: [first[i] for i in wanted], lambda u, wanted: [second[i] for i in wanted], k=k)("u", items)
+    cut = sorted(first.values(), reverse=True)[min(k, len(items)) - 1]
+    top = {i for i in items if first[i] >= cut}
+    assert len(top) >= min(k, len(items))
+    for x, sx in zip(items, scores):
+        for y, sy in zip(items, scores):
+            reference = (x in top, second[x] if x in top else first[x]) > (y in top, second[y] if y in top else first[y])
+            assert (sx > sy) == reference
+
+
+def test_rec_data_names_its_files_in_the_fit_command_it_suggests(tmp_path, monkeypatch, capsys):
+    import shlex
+
+    import yaml
+
+    from instructrec.cli import main
+
+    movies, interactions = synthetic()
+    monkeypatch.setattr(movielens, "read_movies", lambda: movies)
+    monkeypatch.setattr(movielens, "read_interactions", lambda: interactions)
+    main(["rec-data", "--out", str(tmp_path / "rec"), "--history-length", "3", "--positions-per-user", "2"])
+    command = shlex.split(capsys.readouterr().out.splitlines()[-1].removeprefix("next: "))
+    assert command[:4] == ["instructrec", "fit", "--config", "configs/rec/movielens_ranker.yaml"]
+    assert command[4] == "--data.init_args.sources"
+    assert yaml.safe_load(command[5]) == {"next_item": {"train": str(tmp_path / "rec" / "train.jsonl"),
+                                                        "val": str(tmp_path / "rec" / "val.jsonl")}}
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """``instructrec rec-data`` on the synthetic interactions, then ``instructrec fit`` of
@@ -218,7 +274,10 @@ def test_ranker_scores_are_the_models_p_yes_and_rank_orders_by_them(trained, cap
     predicted = predict_texts(ranker.model, encoder, texts)
     assert scores == pytest.approx([row["probabilities"]["yes"] for row in predicted], abs=1e-5)
     assert len(set(scores)) > 1  # the candidate was read, not cut off
-    assert evaluate(ranker.score, {user: items})  # usable as the protocol's scorer
+    assert evaluate(ranker, {user: items}) == evaluate(ranker.score, {user: items})  # a scorer, as the protocol calls one
+
+    # as the second stage over every candidate, the two-stage order is the ranker's own
+    assert evaluate(Reranked(Popularity(split), ranker, k=len(items)), {user: items}) == evaluate(ranker, {user: items})
 
     ranking = render(template.ranking(history, [movies[i].text() for i in items]))
     ranked = ranker.rank(ranking)

@@ -115,6 +115,8 @@ class InstructionRanker:
                  for i in items]
         return self.score_instructions(pairs)
 
+    __call__ = score  # the protocol's scorers are callables (``evaluate(ranker, candidates)``)
+
     def rank(self, text: str) -> list[tuple[str, float]]:
         """A listwise instruction (the history as its text, the candidates as options) -> its options
         with their P(yes), best first (ties keep the written order)."""

@@ -1,0 +1,54 @@
+"""Two-stage ranking: a fast first stage (popularity, the two-tower) orders every candidate, a slow
+second stage (the instruction ranker, a cross-encoder) re-orders only the first stage's top ``k``.
+
+This is how a cross-encoder ranks a catalogue at all: on 2 CPU cores the instruction ranker reads
+about 25 candidates a second, the two-tower thousands (``experiments/benchmarks/rec_scoring.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+Scorer = Callable[[str, Sequence[str]], Sequence[float]]
+
+
+class Reranked:
+    """A scorer (``score(user, items) -> one score per item``, higher = better) made of two.
+
+    ``first`` scores every item; its top ``k``, together with every item tied with the ``k``-th
+    (so that a tie, which the protocol counts at its expected rank, never decides which items reach
+    the second stage), are re-ordered by ``second`` and placed above all the others, which keep the
+    first stage's order. The scores returned are ranks (0 = last): equal keys stay tied, so the
+    protocol's tie-aware metrics read them like any scorer's.
+
+    ``second``'s scores are kept per ``(user, item)``: the candidate lists of several seeds and the
+    full ranking share most of a user's top items, and the second stage is the slow one. Both stages
+    must therefore score a user the same way on every call (same history, same stage).
+    """
+
+    def __init__(self, first: Scorer, second: Scorer, k: int = 20) -> None:
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        self.first, self.second, self.k = first, second, k
+        self._second_scores: dict[tuple[str, str], float] = {}
+
+    def __call__(self, user: str, items: Sequence[str]) -> list[float]:
+        first = [float(s) for s in self.first(user, items)]
+        if len(first) != len(items):
+            raise ValueError(f"the first stage gave {len(first)} scores for {len(items)} items")
+        top = self.reaching_second_stage(first)
+        unscored = list(dict.fromkeys(items[i] for i in top if (user, items[i]) not in self._second_scores))
+        if unscored:
+            self._second_scores.update(((user, item), float(s)) for item, s in zip(unscored, self.second(user, unscored)))
+        keys = [(1, self._second_scores[(user, items[i])]) if i in top else (0, first[i]) for i in range(len(items))]
+        rank = {key: position for position, key in enumerate(sorted(set(keys)))}
+        return [float(rank[key]) for key in keys]
+
+    def reaching_second_stage(self, first: Sequence[float]) -> set[int]:
+        """Positions of the first stage's top ``k`` scores and of every score tied with the ``k``-th."""
+        if len(first) <= self.k:
+            return set(range(len(first)))
+        threshold = sorted(first, reverse=True)[self.k - 1]
+        return {i for i, score in enumerate(first) if score >= threshold}
+
+    score = __call__
