@@ -6,6 +6,7 @@ Supporting facts: bAbI's are labelled per context token and learnt by an auxilia
 from __future__ import annotations
 
 import json
+import re
 
 import lightning as L
 import pytest
@@ -289,6 +290,34 @@ def test_the_support_loss_is_weighted_binary_cross_entropy_over_context_tokens(t
     unlabelled = next(iter(plain.train_dataloader()))
     with pytest.raises(ValueError, match="support_weight > 0 needs support_labels"):
         model._loss(model._outputs(unlabelled), unlabelled)
+
+
+@pytest.mark.parametrize("on_error", ["raise", "skip"])
+def test_evidence_its_context_lacks_is_a_bad_record_that_on_error_decides(tmp_path, story, monkeypatch, on_error):
+    from instructrec.data import datamodule
+
+    real = datamodule.evidence_spans
+    wrong = {}
+
+    def one_passage_elsewhere(records):
+        evidence = real(records)
+        wrong["id"] = sorted(evidence)[1]
+        evidence[wrong["id"]] = [{"text": "Nobody went to the moon.", "start": 0}]
+        return evidence
+
+    monkeypatch.setattr(datamodule, "evidence_spans", one_passage_elsewhere)
+    data = babi_data(tmp_path, story, supporting_facts=True, on_error=on_error)
+    if on_error == "raise":
+        with pytest.raises(InstructionError) as raised:
+            data.encode("train")
+        assert re.fullmatch(rf".*{story.name}, record \d+: evidence 'Nobody went to the moon.' does not occur in the "
+                            rf"context of {re.escape(wrong['id'])}", str(raised.value))
+        return
+    dataset, meta, loaded = data.encode("train")
+    assert [r["id"] for r in loaded.rejects] == [wrong["id"]]
+    assert "does not occur in the context" in loaded.rejects[0]["reason"]
+    assert wrong["id"] not in set(dataset["example_id"]) and len(set(dataset["example_id"])) == len(ANSWERS) - 1
+    assert (meta["parsed"], meta["rejected"], meta["total"]) == (len(ANSWERS) - 1, 1, len(ANSWERS))
 
 
 def test_supporting_facts_need_records_that_give_them(tmp_path):

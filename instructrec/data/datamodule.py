@@ -23,7 +23,7 @@ from instructrec import backbones
 from instructrec.batch import GENERATION_TEXT_COLUMNS, IGNORE_LABEL, MODEL_COLUMNS, TEXT_COLUMNS, TOKEN_LABEL_COLUMNS
 from instructrec.data import cache, encoding, generative
 from instructrec.data.files import TextRecord, read_instruction_file
-from instructrec.data.loading import LoadedSplit, OnError, collect, holdout_position, parsed, report, subsample
+from instructrec.data.loading import LoadedSplit, OnError, collect, holdout_position, parsed, recheck, report, subsample
 from instructrec.data.raw import reader_code
 from instructrec.data.resumable import LENGTH_POOL, EpochShuffleSampler, ResumableData, ResumableLoader
 from instructrec.data.sources import evidence_spans, read_records, reference_answers, templated
@@ -298,17 +298,25 @@ class InstructionDataModule(ResumableData, L.LightningDataModule):
         limit = self.max_examples.get(split)
         if limit is not None and len(loaded.examples) > limit:
             loaded.examples = subsample(loaded.examples, limit, self.seed)
+        self._refuse_empty(split, loaded)
+        return loaded
+
+    def _refuse_empty(self, split: str, loaded: LoadedSplit) -> None:
         if not loaded.examples:
             raise InstructionError(
                 f"the {split} split has no usable records ({loaded.total} read, {len(loaded.rejects)} rejected) "
                 f"in {self._describe(split)}"
             )
-        return loaded
 
     def encode(self, split: str) -> tuple[Any, dict, LoadedSplit]:
         """Load and encode one split, bypassing the cache: ``(dataset, meta, loaded)``."""
         loaded = self.load_split(split)
-        dataset = self._encode_examples(loaded.examples, f"Encoding {split}", self._references(split), self._evidence(split))
+        evidence = self._evidence(split)
+        if evidence is not None:  # a question whose evidence its context lacks is a bad record like any other
+            recheck(loaded, lambda e: encoding.locate_evidence(evidence.get(e.id, []), e.instruction.fields["context"], e.id),
+                    self.on_error)
+            self._refuse_empty(split, loaded)
+        dataset = self._encode_examples(loaded.examples, f"Encoding {split}", self._references(split), evidence)
         meta = {
             **self.reference,
             **({"prompts_truncated": sum(dataset["prompt_truncated"])} if self.is_generative else {}),

@@ -137,7 +137,7 @@ def qa_columns(
         ]
         answers = [a if s is not None else None for a, s in zip(answers, starts)]
     if evidence is not None:
-        extra["evidence"] = [_located(evidence.get(e.id, []), f["context"], e) for e, f in zip(examples, fields)]
+        extra["evidence"] = [locate_evidence(evidence.get(e.id, []), f["context"], e.id) for e, f in zip(examples, fields)]
     return {
         "example_id": [e.id for e in examples],
         "question": [f["question"] for f in fields],
@@ -152,14 +152,14 @@ def qa_columns(
     }
 
 
-def _located(passages: list[dict], context: str, example: Example) -> list[list[int]]:
+def locate_evidence(passages: list[dict], context: str, example_id: str) -> list[list[int]]:
     """The ``[start, end)`` characters of each evidence passage in ``context`` (at its ``start``
     when it is there, else its first occurrence)."""
     spans = []
     for passage in passages:
         span = answer_char_span(context, passage["text"], passage.get("start"))
         if span is None:
-            raise InstructionError(f"evidence {passage['text']!r} does not occur in the context of {example.id}")
+            raise InstructionError(f"evidence {passage['text']!r} does not occur in the context of {example_id}")
         spans.append(list(span))
     return spans
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Literal
 
 from instructrec.data.files import TextRecord, write_jsonl
-from instructrec.instructions import Instruction, InstructionError, parse_instruction
+from instructrec.instructions import Instruction, InstructionError, parse_instruction, render
 from instructrec.hashing import stable_hash
 
 log = logging.getLogger(__name__)
@@ -69,17 +69,37 @@ def collect(
             if check is not None:
                 check(instruction)
         except InstructionError as error:
-            located = error.located(record.source, record.record) if error.source is None else error
-            if on_error == "raise":
-                raise located from None
-            split.rejects.append(
-                {"source": record.source, "record": record.record, "id": record.id, "reason": located.reason, "text": record.text}
-            )
+            _reject(split, error, on_error, record.source, record.record, record.id, record.text)
             continue
         split.examples.append(Example(record.id, instruction, record.source, record.record))
         if limit is not None and len(split.examples) >= limit:
             break
     return split
+
+
+def recheck(split: LoadedSplit, check: Callable[[Example], None], on_error: OnError = "raise") -> None:
+    """Apply ``on_error`` to collected examples that a later check refuses (one that needs more than
+    the instruction: e.g. the raw record's evidence, which must lie in the instruction's context).
+    Refused examples leave ``split.examples`` for its rejects (rendered text), so that
+    ``parsed + rejected == total`` still holds."""
+    usable = []
+    for example in split.examples:
+        try:
+            check(example)
+        except InstructionError as error:
+            _reject(split, error, on_error, example.source, example.record, example.id, render(example.instruction))
+            continue
+        usable.append(example)
+    split.examples = usable
+
+
+def _reject(split: LoadedSplit, error: InstructionError, on_error: OnError, source: str, record: int, record_id: str,
+            text: str) -> None:
+    """Raise ``error`` located at its record, or keep the record among the split's rejects."""
+    located = error.located(source, record) if error.source is None else error
+    if on_error == "raise":
+        raise located from None
+    split.rejects.append({"source": source, "record": record, "id": record_id, "reason": located.reason, "text": text})
 
 
 def parsed(records: Iterable[TextRecord]) -> Iterable[tuple[TextRecord, Callable[[], Instruction]]]:
