@@ -24,7 +24,7 @@ from instructrec.recommendation import movielens
 from instructrec.recommendation.baselines import Popularity
 from instructrec.recommendation.instructions import sample_pairs, write_instruction_files
 from instructrec.recommendation.movielens import Interaction, Movie
-from instructrec.recommendation.two_stage import Reranked
+from instructrec.recommendation.two_stage import Memoised, Reranked
 from instructrec.recommendation.protocol import (
     Split, cold_users, evaluate, expected_rank, full_rank_metrics, leave_one_out, load_candidates, rank_metrics,
     sample_candidates, save_candidates, user_history, warm_cold_metrics,
@@ -200,6 +200,14 @@ def test_reranked_puts_the_first_stages_top_k_and_its_ties_above_the_rest_in_the
     assert asked[-1] == ["a", "b"]  # fewer items than k: all of them, for a user of their own
     with pytest.raises(ValueError, match="at least 1"):
         Reranked(Popularity(Split({}, {}, {})), second_stage, k=0)
+
+    # blended: the top items ordered by first + 10 * second (a 6, b 13, c 9); one Memoised shared
+    shared = Memoised(second_stage)
+    blended = Reranked(lambda user, wanted: [first[i] for i in wanted], shared, k=2, blend=10.0)
+    assert blended("w", items) == [2.0, 4.0, 3.0, 1.0, 0.0, 0.0]
+    assert Reranked(lambda user, wanted: [first[i] for i in wanted], shared, k=2)("w", items) == [2.0, 4.0, 3.0, 1.0, 0.0, 0.0]
+    assert asked[-1] == ["a", "b", "c"] and len(asked) == 3  # the second Reranked asked no one
+    assert Reranked(lambda user, wanted: [first[i] for i in wanted], shared, k=2, blend=1.0)("w", items) == [4.0, 3.0, 2.0, 1.0, 0.0, 0.0]
 
 
 @settings(max_examples=200, deadline=None)

@@ -12,37 +12,54 @@ from typing import Callable, Sequence
 Scorer = Callable[[str, Sequence[str]], Sequence[float]]
 
 
+class Memoised:
+    """``scorer`` with its scores kept per ``(user, item)``, for a slow scorer asked again about the
+    same items: the candidate lists of several seeds and the full ranking share most of a user's
+    top items. The scorer must score a user the same way on every call (same history, same stage)."""
+
+    def __init__(self, scorer: Scorer) -> None:
+        self.scorer = scorer
+        self.scores: dict[tuple[str, str], float] = {}
+
+    def __call__(self, user: str, items: Sequence[str]) -> list[float]:
+        unscored = list(dict.fromkeys(item for item in items if (user, item) not in self.scores))
+        if unscored:
+            self.scores.update(((user, item), float(s)) for item, s in zip(unscored, self.scorer(user, unscored)))
+        return [self.scores[(user, item)] for item in items]
+
+
 class Reranked:
     """A scorer (``score(user, items) -> one score per item``, higher = better) made of two.
 
     ``first`` scores every item; its top ``k``, together with every item tied with the ``k``-th
     (so that a tie, which the protocol counts at its expected rank, never decides which items reach
-    the second stage), are re-ordered by ``second`` and placed above all the others, which keep the
-    first stage's order. The scores returned are ranks (0 = last): equal keys stay tied, so the
-    protocol's tie-aware metrics read them like any scorer's.
+    the second stage), are re-ordered and placed above all the others, which keep the first stage's
+    order. The re-ordering is by ``second`` alone, or with ``blend = w`` by ``first + w * second``
+    (the first stage's evidence kept: a popularity-aware first stage knows what a text ranker
+    trained on few examples does not). The scores returned are ranks (0 = last): equal keys stay
+    tied, so the protocol's tie-aware metrics read them like any scorer's.
 
-    ``second``'s scores are kept per ``(user, item)``: the candidate lists of several seeds and the
-    full ranking share most of a user's top items, and the second stage is the slow one. Both stages
-    must therefore score a user the same way on every call (same history, same stage).
+    ``second`` is :class:`Memoised` (pass one to share its scores between several ``Reranked``).
     """
 
-    def __init__(self, first: Scorer, second: Scorer, k: int = 20) -> None:
+    def __init__(self, first: Scorer, second: Scorer, k: int = 20, blend: float | None = None) -> None:
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        self.first, self.second, self.k = first, second, k
-        self._second_scores: dict[tuple[str, str], float] = {}
+        self.first, self.k, self.blend = first, k, blend
+        self.second = second if isinstance(second, Memoised) else Memoised(second)
 
     def __call__(self, user: str, items: Sequence[str]) -> list[float]:
         first = [float(s) for s in self.first(user, items)]
         if len(first) != len(items):
             raise ValueError(f"the first stage gave {len(first)} scores for {len(items)} items")
-        top = self.reaching_second_stage(first)
-        unscored = list(dict.fromkeys(items[i] for i in top if (user, items[i]) not in self._second_scores))
-        if unscored:
-            self._second_scores.update(((user, item), float(s)) for item, s in zip(unscored, self.second(user, unscored)))
-        keys = [(1, self._second_scores[(user, items[i])]) if i in top else (0, first[i]) for i in range(len(items))]
+        top = sorted(self.reaching_second_stage(first))
+        second = dict(zip(top, self.second(user, [items[i] for i in top])))
+        keys = [(1, self._reordered(first[i], second[i])) if i in second else (0, first[i]) for i in range(len(items))]
         rank = {key: position for position, key in enumerate(sorted(set(keys)))}
         return [float(rank[key]) for key in keys]
+
+    def _reordered(self, first: float, second: float) -> float:
+        return second if self.blend is None else first + self.blend * second
 
     def reaching_second_stage(self, first: Sequence[float]) -> set[int]:
         """Positions of the first stage's top ``k`` scores and of every score tied with the ``k``-th."""
