@@ -57,6 +57,9 @@ def main(argv=None) -> None:
                              "the two-tower + log popularity (its ties with the K-th included), sampled and full ranking; "
                              "0: none")
     parser.add_argument("--text_history", type=int, default=10, help="items of history in item-text similarity's profile")
+    parser.add_argument("--rerank_blend_weights", type=float, nargs="*", default=[],
+                        help="also the two-stage system ordering its top K by first-stage score + w x the ranker's "
+                             "log-odds, w chosen among these on validation (val_rerank_blend.csv); none: not run")
     parser.add_argument("--two_tower", default=None, help="a two-tower checkpoint (configs/rec/movielens_two_tower.yaml)")
     parser.add_argument("--popularity_weights", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0],
                         help="the two-tower's log-popularity weights tried on validation")
@@ -76,14 +79,19 @@ def main(argv=None) -> None:
         systems[first_stage] = systems["two-tower"].reweighted(weight)
     if args.ranker:
         from instructrec.recommendation.ranker import InstructionRanker
-        from instructrec.recommendation.two_stage import Reranked
+        from instructrec.recommendation.two_stage import Memoised, Reranked
 
         ranker = InstructionRanker.from_checkpoint(args.ranker, movies, split, batch_size=args.batch_size,
                                                    history_length=args.ranker_history_length, max_length=args.ranker_max_length)
         if args.ranker_alone:
             systems["instruction ranker"] = ranker
         if args.two_tower and args.rerank_top:
-            systems[f"{first_stage} -> instruction ranker (top {args.rerank_top})"] = Reranked(systems[first_stage], ranker, k=args.rerank_top)
+            second = Memoised(ranker)  # shared: each (user, item) read once by the ranker
+            systems[f"{first_stage} -> instruction ranker (top {args.rerank_top})"] = Reranked(systems[first_stage], second, k=args.rerank_top)
+            if args.rerank_blend_weights:
+                blend = choose_blend_weight(args, movies, split, ranker, weight)
+                systems[f"{first_stage} + {blend:g} x ranker log-odds (top {args.rerank_top}, on val)"] = Reranked(
+                    systems[first_stage], Memoised(lambda user, items: log_odds(second(user, items))), k=args.rerank_top, blend=blend)
     cold = cold_users(split, args.threshold)
     users = {"all": sorted(split.test), "warm": sorted(set(split.test) - cold), "cold": sorted(cold)}
     candidate_sets = {}
@@ -147,6 +155,39 @@ def choose_popularity_weight(args, movies, split) -> float:
     print("validation sweep: " + ", ".join(f"w={r['popularity_weight']:g} NDCG@10 {r['ndcg@10']:.3f}" for r in sweep)
           + f" -> w={best['popularity_weight']:g}")
     return best["popularity_weight"]
+
+
+def log_odds(probabilities, floor: float = 1e-6) -> list[float]:
+    """The ranker's P(yes) as log-odds (clipped away from 0 and 1), the scale a blend with the
+    first stage's logit-like scores adds."""
+    import math
+
+    clipped = [min(max(p, floor), 1 - floor) for p in probabilities]
+    return [math.log(p) - math.log1p(-p) for p in clipped]
+
+
+def choose_blend_weight(args, movies, split, ranker, popularity_weight: float) -> float:
+    """The blend weight of the two-stage system with the best validation NDCG@10 (the validation
+    items against 99 sampled negatives, candidate seed 0, the training history only, both stages
+    at the validation stage); the sweep goes to val_rerank_blend.csv."""
+    from instructrec.recommendation.protocol import evaluate, sample_candidates
+    from instructrec.recommendation.ranker import InstructionRanker
+    from instructrec.recommendation.text_similarity import ItemTextSimilarity
+    from instructrec.recommendation.two_stage import Memoised, Reranked
+
+    first = ItemTextSimilarity.from_two_tower(args.two_tower, movies, split, stage="val",
+                                              cache_dir=Path(args.work_dir) / "cache").reweighted(popularity_weight)
+    at_val = InstructionRanker(ranker.model, movies, split, stage="val", history_length=ranker.history_length,
+                               max_length=ranker.max_length, batch_size=ranker.batch_size)
+    second = Memoised(lambda user, items: log_odds(at_val(user, items)))
+    candidates = sample_candidates(split, list(movies), stage="val", seed=0)
+    sweep = [{"blend": w, **evaluate(Reranked(first, second, k=args.rerank_top, blend=w), candidates)}
+             for w in args.rerank_blend_weights]
+    common.write_csv(args.out / "val_rerank_blend.csv", sweep, ["blend", *METRICS])
+    best = max(sweep, key=lambda row: row["ndcg@10"])
+    print("validation sweep: " + ", ".join(f"blend={r['blend']:g} NDCG@10 {r['ndcg@10']:.3f}" for r in sweep)
+          + f" -> {best['blend']:g}")
+    return best["blend"]
 
 
 if __name__ == "__main__":
