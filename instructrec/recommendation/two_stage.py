@@ -2,7 +2,8 @@
 second stage (the instruction ranker, a cross-encoder) re-orders only the first stage's top ``k``.
 
 This is how a cross-encoder ranks a catalogue at all: on 2 CPU cores the instruction ranker reads
-about 25 candidates a second, the two-tower thousands (``experiments/benchmarks/rec_scoring.py``).
+25-70 candidates a second (10 or 5 items of history), the two-tower thousands
+(``experiments/benchmarks/rec_scoring.txt``).
 """
 
 from __future__ import annotations
