@@ -11,7 +11,9 @@ validation items against 99 sampled negatives; the sweep is written to val_popul
 and, with --ranker CKPT, the instruction ranker
 (``configs/rec/movielens_ranker.yaml``; its full ranking, ~1.5M instructions, only with
 --ranker_full_ranking), alone and, with --two_tower too, as the second stage re-ordering the top
---rerank_top of the two-tower + log popularity (``instructrec.recommendation.two_stage.Reranked``). Only aggregate figures are written here: MovieLens may not be redistributed.
+--rerank_top of the two-tower + log popularity (``instructrec.recommendation.two_stage.Reranked``;
+with --rerank_blend_weights also blended with it, the weight chosen on validation). Only aggregate
+figures are written here: MovieLens may not be redistributed.
 
     python experiments/rec_movielens/run.py            # needs: pip install --no-deps recbole==1.2.1
     python experiments/rec_movielens/run.py --ranker runs/rec/movielens_ranker/checkpoints/best.ckpt
