@@ -76,7 +76,13 @@ def main(argv=None) -> None:
     if args.two_tower:
         systems["two-tower"] = ItemTextSimilarity.from_two_tower(args.two_tower, movies, split,
                                                                  cache_dir=Path(args.work_dir) / "cache")
-        weight = choose_popularity_weight(args, movies, split)
+        # Validation (the validation items against 99 sampled negatives, training history only) chooses
+        # the log-popularity weight here and the blend weight below, on one validation-stage two-tower.
+        at_val = ItemTextSimilarity.from_two_tower(args.two_tower, movies, split, stage="val",
+                                                   cache_dir=Path(args.work_dir) / "cache")
+        val_candidates = sample_candidates(split, list(movies), stage="val", seed=0)
+        weight = best_on_validation(args.out / "val_popularity_weight.csv", "popularity_weight", args.popularity_weights,
+                                    at_val.reweighted, val_candidates)
         first_stage = f"two-tower + log popularity (w={weight:g}, on val)"
         systems[first_stage] = systems["two-tower"].reweighted(weight)
     if args.ranker:
@@ -91,7 +97,12 @@ def main(argv=None) -> None:
             second = Memoised(ranker)  # shared: each (user, item) read once by the ranker
             systems[f"{first_stage} -> instruction ranker (top {args.rerank_top})"] = Reranked(systems[first_stage], second, k=args.rerank_top)
             if args.rerank_blend_weights:
-                blend = choose_blend_weight(args, movies, split, ranker, weight)
+                ranker_at_val = InstructionRanker(ranker.model, movies, split, stage="val", history_length=ranker.history_length,
+                                                  max_length=ranker.max_length, batch_size=ranker.batch_size)
+                second_at_val = Memoised(lambda user, items: log_odds(ranker_at_val(user, items)))
+                blend = best_on_validation(
+                    args.out / "val_rerank_blend.csv", "blend", args.rerank_blend_weights,
+                    lambda w: Reranked(at_val.reweighted(weight), second_at_val, k=args.rerank_top, blend=w), val_candidates)
                 systems[f"{first_stage} + {blend:g} x ranker log-odds (top {args.rerank_top}, on val)"] = Reranked(
                     systems[first_stage], Memoised(lambda user, items: log_odds(second(user, items))), k=args.rerank_top, blend=blend)
     cold = cold_users(split, args.threshold)
@@ -141,22 +152,17 @@ def main(argv=None) -> None:
         "every item outside the user's training history (– : not run)."))
 
 
-def choose_popularity_weight(args, movies, split) -> float:
-    """The weight of the two-tower's log-popularity term with the best validation NDCG@10 (99 sampled
-    negatives, candidate seed 0, the training history only); the sweep goes to val_popularity_weight.csv."""
-    from instructrec.recommendation.protocol import evaluate, sample_candidates
-    from instructrec.recommendation.text_similarity import ItemTextSimilarity
+def best_on_validation(path: Path, name: str, values, scorer_for, candidates) -> float:
+    """The value of ``name`` among ``values`` whose scorer (``scorer_for(value)``) has the best
+    NDCG@10 on the validation ``candidates`` (seed 0); the sweep goes to ``path``."""
+    from instructrec.recommendation.protocol import evaluate
 
-    scorer = ItemTextSimilarity.from_two_tower(args.two_tower, movies, split, stage="val",
-                                               cache_dir=Path(args.work_dir) / "cache")
-    candidates = sample_candidates(split, list(movies), stage="val", seed=0)
-    sweep = [{"popularity_weight": weight, **evaluate(scorer.reweighted(weight), candidates)}
-             for weight in args.popularity_weights]
-    common.write_csv(args.out / "val_popularity_weight.csv", sweep, ["popularity_weight", *METRICS])
+    sweep = [{name: value, **evaluate(scorer_for(value), candidates)} for value in values]
+    common.write_csv(path, sweep, [name, *METRICS])
     best = max(sweep, key=lambda row: row["ndcg@10"])
-    print("validation sweep: " + ", ".join(f"w={r['popularity_weight']:g} NDCG@10 {r['ndcg@10']:.3f}" for r in sweep)
-          + f" -> w={best['popularity_weight']:g}")
-    return best["popularity_weight"]
+    print("validation sweep: " + ", ".join(f"{name}={r[name]:g} NDCG@10 {r['ndcg@10']:.3f}" for r in sweep)
+          + f" -> {name}={best[name]:g}")
+    return best[name]
 
 
 def log_odds(probabilities, floor: float = 1e-6) -> list[float]:
@@ -166,30 +172,6 @@ def log_odds(probabilities, floor: float = 1e-6) -> list[float]:
 
     clipped = [min(max(p, floor), 1 - floor) for p in probabilities]
     return [math.log(p) - math.log1p(-p) for p in clipped]
-
-
-def choose_blend_weight(args, movies, split, ranker, popularity_weight: float) -> float:
-    """The blend weight of the two-stage system with the best validation NDCG@10 (the validation
-    items against 99 sampled negatives, candidate seed 0, the training history only, both stages
-    at the validation stage); the sweep goes to val_rerank_blend.csv."""
-    from instructrec.recommendation.protocol import evaluate, sample_candidates
-    from instructrec.recommendation.ranker import InstructionRanker
-    from instructrec.recommendation.text_similarity import ItemTextSimilarity
-    from instructrec.recommendation.two_stage import Memoised, Reranked
-
-    first = ItemTextSimilarity.from_two_tower(args.two_tower, movies, split, stage="val",
-                                              cache_dir=Path(args.work_dir) / "cache").reweighted(popularity_weight)
-    at_val = InstructionRanker(ranker.model, movies, split, stage="val", history_length=ranker.history_length,
-                               max_length=ranker.max_length, batch_size=ranker.batch_size)
-    second = Memoised(lambda user, items: log_odds(at_val(user, items)))
-    candidates = sample_candidates(split, list(movies), stage="val", seed=0)
-    sweep = [{"blend": w, **evaluate(Reranked(first, second, k=args.rerank_top, blend=w), candidates)}
-             for w in args.rerank_blend_weights]
-    common.write_csv(args.out / "val_rerank_blend.csv", sweep, ["blend", *METRICS])
-    best = max(sweep, key=lambda row: row["ndcg@10"])
-    print("validation sweep: " + ", ".join(f"blend={r['blend']:g} NDCG@10 {r['ndcg@10']:.3f}" for r in sweep)
-          + f" -> {best['blend']:g}")
-    return best["blend"]
 
 
 if __name__ == "__main__":
