@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Sequence
 
-from instructrec.recommendation.protocol import Split
+from instructrec.recommendation.protocol import Split, training_counts
 
 
 class Popularity:
@@ -13,7 +12,7 @@ class Popularity:
     batch: RecBole's stock Pop model undercounts, see the issue's notes)."""
 
     def __init__(self, split: Split) -> None:
-        self.counts = Counter(item for history in split.train.values() for item in history)
+        self.counts = training_counts(split)
 
     def __call__(self, user: str, items: Sequence[str]) -> list[float]:
         return [float(self.counts.get(item, 0)) for item in items]

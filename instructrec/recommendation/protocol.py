@@ -155,10 +155,16 @@ def full_rank_metrics(score: Callable[[str, list[str]], Sequence[float]], split:
     return {name: value for name, value in metrics.items() if name in (f"hr@{k}", f"ndcg@{k}")}
 
 
+def training_counts(split: Split) -> Counter:
+    """Each item's interactions in the training split (every user's training history; the validation
+    and test items are not counted): the popularity a system may know, and what makes an item cold."""
+    return Counter(item for history in split.train.values() for item in history)
+
+
 def cold_users(split: Split, threshold: int = 5, stage: str = "test") -> set[str]:
     """The evaluated users whose true item has fewer than ``threshold`` interactions in the training
-    split (every user's training history counted; the validation and test items are not)."""
-    counts = Counter(item for history in split.train.values() for item in history)
+    split (:func:`training_counts`)."""
+    counts = training_counts(split)
     targets = split.test if stage == "test" else split.valid
     return {user for user, item in targets.items() if counts[item] < threshold}
 

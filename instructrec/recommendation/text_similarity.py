@@ -23,7 +23,6 @@ the weight on validation (:meth:`ItemTextSimilarity.reweighted`) and report cold
 from __future__ import annotations
 
 import math
-from collections import Counter
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -31,7 +30,7 @@ import torch
 
 from instructrec.errors import InputError
 from instructrec.recommendation.movielens import Movie
-from instructrec.recommendation.protocol import Split, user_history
+from instructrec.recommendation.protocol import Split, training_counts, user_history
 from instructrec.recommendation.two_tower import history_text
 from instructrec.retrieval.dense import DenseRetriever, encode_texts
 from instructrec.retrieval.knowledge_base import KnowledgeBase, Passage
@@ -76,7 +75,7 @@ class ItemTextSimilarity:
         if temperature <= 0:
             raise InputError(f"temperature must be positive, got {temperature}")
         self.temperature, self.popularity_weight = temperature, popularity_weight
-        counts = Counter(item for history in split.train.values() for item in history)
+        counts = training_counts(split)
         self.log_popularity = torch.tensor([math.log1p(counts.get(p.id, 0)) for p in items])
         if profile == "history_text":
             import copy
