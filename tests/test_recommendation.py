@@ -24,10 +24,10 @@ from instructrec.recommendation import movielens
 from instructrec.recommendation.baselines import Popularity
 from instructrec.recommendation.instructions import sample_pairs, write_instruction_files
 from instructrec.recommendation.movielens import Interaction, Movie
-from instructrec.recommendation.two_stage import Memoised, Reranked
+from instructrec.recommendation.two_stage import ColdSlot, Memoised, Reranked
 from instructrec.recommendation.protocol import (
     Split, cold_users, evaluate, expected_rank, full_rank_metrics, leave_one_out, load_candidates, rank_metrics,
-    sample_candidates, save_candidates, user_history, warm_cold_metrics,
+    sample_candidates, save_candidates, training_counts, user_history, warm_cold_metrics,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -223,6 +223,60 @@ def test_reranked_order_is_the_second_stage_over_the_first_stages_top_then_the_f
         for y, sy in zip(items, scores):
             reference = (x in top, second[x] if x in top else first[x]) > (y in top, second[y] if y in top else first[y])
             assert (sx > sy) == reference
+
+
+def lookup(table):
+    """A scorer reading each item's score from ``table``."""
+    return lambda user, wanted: [table[i] for i in wanted]
+
+
+def test_cold_slot_puts_the_best_cold_candidate_by_text_at_its_position():
+    # training interactions: a 3, b 2, c 1; x and y never seen
+    split = Split({"u1": ["a", "b", "c"], "u2": ["a", "b"], "u3": ["a"]}, {}, {})
+    assert training_counts(split) == Counter({"a": 3, "b": 2, "c": 1})
+    items = ["y", "a", "b", "x", "c"]
+    ranked = lookup({"a": 5.0, "b": 4.0, "c": 3.0, "x": 2.0, "y": 1.0})
+    text = lookup({"c": 0.2, "x": 0.9, "y": 0.5})
+    asked = []
+
+    def text_scorer(user, wanted):
+        asked.append(list(wanted))
+        return text(user, wanted)
+
+    # threshold 2: c, x, y are cold; x has the best text and goes to place 2: a, x, b, c, y
+    assert ColdSlot(ranked, text_scorer, split, threshold=2, position=2)("u", items) == [0.0, 4.0, 2.0, 3.0, 1.0]
+    assert asked == [["y", "x", "c"]]  # the text scorer reads the cold candidates only
+    assert ColdSlot(ranked, text, split, threshold=2, position=1)("u", items) == [0.0, 3.0, 2.0, 4.0, 1.0]
+    plain = [0.0, 4.0, 3.0, 1.0, 2.0]
+    assert ColdSlot(ranked, text, split, threshold=2, position=4)("u", items) == plain  # x is 4th already
+    assert ColdSlot(ranked, text, split, threshold=2, position=5)("u", items) == plain
+    assert ColdSlot(ranked, text, split, threshold=1, position=2)("u", items) == [0.0, 4.0, 2.0, 3.0, 1.0]
+    # c and x tie on text: both take the slot, still tied (the list's order never decides)
+    tied = lookup({"c": 0.9, "x": 0.9, "y": 0.5})
+    assert ColdSlot(ranked, tied, split, threshold=2, position=1)("u", items) == [0.0, 2.0, 1.0, 3.0, 3.0]
+    asked.clear()
+    assert ColdSlot(ranked, text_scorer, split, threshold=1)("u", ["a", "b"]) == [1.0, 0.0] and asked == []
+    with pytest.raises(ValueError, match="at least 1"):
+        ColdSlot(ranked, text, split, position=0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.permutations(range(8)), st.permutations(range(8)), st.lists(st.integers(0, 3), min_size=8, max_size=8),
+       st.integers(1, 9))
+def test_cold_slot_moves_only_the_chosen_item_to_at_most_its_position(order, text_order, counts, position):
+    items = [f"i{n}" for n in range(8)]
+    split = Split({f"u{n}": [item] * count for n, (item, count) in enumerate(zip(items, counts))}, {}, {})
+    ranked, text = dict(zip(items, map(float, order))), dict(zip(items, map(float, text_order)))
+    scores = dict(zip(items, ColdSlot(lookup(ranked), lookup(text), split, threshold=2, position=position)("u", items)))
+    cold = [i for i in items if counts[items.index(i)] < 2]
+    chosen = max(cold, key=text.get) if cold else None
+    for x in items:
+        for y in items:
+            if chosen not in (x, y):
+                assert (scores[x] > scores[y]) == (ranked[x] > ranked[y])  # everyone else keeps the order
+    if chosen:
+        place = 1 + sum(ranked[i] > ranked[chosen] for i in items)
+        assert 1 + sum(scores[i] > scores[chosen] for i in items) == min(place, position)
 
 
 def test_rec_data_names_its_files_in_the_fit_command_it_suggests(tmp_path, monkeypatch, capsys):

@@ -1,14 +1,19 @@
-"""Two-stage ranking: a fast first stage (popularity, the two-tower) orders every candidate, a slow
-second stage (the instruction ranker, a cross-encoder) re-orders only the first stage's top ``k``.
+"""Scorers made of scorers.
 
-This is how a cross-encoder ranks a catalogue at all: on 2 CPU cores the instruction ranker reads
-25-70 candidates a second (10 or 5 items of history), the two-tower thousands
-(``experiments/benchmarks/rec_scoring.txt``).
+* :class:`Reranked`, two-stage ranking: a fast first stage (popularity, the two-tower) orders every
+  candidate, a slow second stage (the instruction ranker, a cross-encoder) re-orders only the first
+  stage's top ``k``. This is how a cross-encoder ranks a catalogue at all: on 2 CPU cores the
+  instruction ranker reads 25-70 candidates a second (10 or 5 items of history), the two-tower
+  thousands (``experiments/benchmarks/rec_scoring.txt``).
+* :class:`ColdSlot`, a place kept for a cold item: a popularity-aware ranking with the best cold
+  candidate by text alone put at a fixed position.
 """
 
 from __future__ import annotations
 
 from typing import Callable, Sequence
+
+from instructrec.recommendation.protocol import Split, training_counts
 
 Scorer = Callable[[str, Sequence[str]], Sequence[float]]
 
@@ -68,5 +73,48 @@ class Reranked:
             return set(range(len(first)))
         threshold = sorted(first, reverse=True)[self.k - 1]
         return {i for i, score in enumerate(first) if score >= threshold}
+
+    score = __call__
+
+
+class ColdSlot:
+    """A popularity-aware ranking with one place kept for a cold item.
+
+    An item with fewer than ``threshold`` training interactions (:func:`~.protocol.training_counts`)
+    is cold. A ranker that knows popularity (the two-tower + log popularity) puts such an item under
+    nearly every candidate, because few interactions are all it knows of it; a scorer that never
+    sees counts (the two-tower alone) still reads its title and genres. ``ranked`` orders the items;
+    the cold candidate that ``text`` scores highest is placed at ``position`` (1 = first) unless
+    ``ranked`` already puts it there or higher; every other item keeps its order, one place lower
+    from the slot on. Cold candidates tied for the best text score are all placed there (still tied:
+    the candidate list's order never decides, and the true item comes first in the protocol's
+    lists). The price is one place of the top ``position`` for the warm items: the trade is measured
+    in ``experiments/rec_movielens``. The scores returned are ranks (0 = last), ties kept.
+    """
+
+    def __init__(self, ranked: Scorer, text: Scorer, split: Split, threshold: int = 5, position: int = 10) -> None:
+        if position < 1:
+            raise ValueError(f"position must be at least 1, got {position}")
+        self.ranked, self.text, self.threshold, self.position = ranked, text, threshold, position
+        self.counts = training_counts(split)
+
+    def __call__(self, user: str, items: Sequence[str]) -> list[float]:
+        scores = [float(s) for s in self.ranked(user, items)]
+        if len(scores) != len(items):
+            raise ValueError(f"the ranking gave {len(scores)} scores for {len(items)} items")
+        keys = [(score, 0) for score in scores]
+        cold = [i for i, item in enumerate(items) if self.counts[item] < self.threshold]
+        if cold:
+            text = [float(s) for s in self.text(user, [items[i] for i in cold])]
+            best = max(text)
+            chosen = {i for i, s in zip(cold, text) if s == best}
+            others = sorted((s for i, s in enumerate(scores) if i not in chosen), reverse=True)
+            if len(others) >= self.position:
+                slot = others[self.position - 1]  # at most position - 1 others score above it
+                for i in chosen:
+                    if scores[i] <= slot:
+                        keys[i] = (slot, 1)  # above every item scoring ``slot``, under any scoring more
+        rank = {key: place for place, key in enumerate(sorted(set(keys)))}
+        return [float(rank[key]) for key in keys]
 
     score = __call__
