@@ -58,6 +58,26 @@ def test_cached_loss_equals_online_loss_on_the_same_batch(tmp_path, teachers):
     assert torch.allclose(batch["teacher_logits"].float(), module.teacher(online_batch, dm.name).logits, atol=1e-2)
 
 
+def test_prepare_data_and_setup_in_one_process_load_the_teacher_once(tmp_path, teachers, monkeypatch):
+    from instructrec.distill import data as distill_data
+
+    loads = []
+
+    def counted(*args, **kwargs):
+        loads.append(args[0])
+        return load_teacher(*args, **kwargs)
+
+    monkeypatch.setattr(distill_data, "load_teacher", counted)
+    dm = data_module(tmp_path, teachers[0])
+    dm.prepare_data()
+    dm.setup("fit")
+    dm.setup("validate")
+    assert loads == [str(teachers[0])] and "teacher_logits" in dm.datasets["train"].column_names
+    fresh = data_module(tmp_path, teachers[0])  # another module (another rank): loads its own, reads the cache
+    fresh.setup("fit")
+    assert len(loads) == 2 and fresh.teacher_folders["train"] == dm.teacher_folders["train"]
+
+
 def test_the_teacher_runs_once_and_stale_caches_are_not_reused(tmp_path, teachers, monkeypatch):
     dm = data_module(tmp_path, teachers[0])
     dm.prepare_data()

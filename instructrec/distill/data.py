@@ -132,6 +132,7 @@ class TeacherLogitsDataModule(InstructionDataModule):
             teacher, teacher_top_k, teacher_dtype, teacher_splits, teacher_batch_size, teacher_device
         )
         self.teacher_folders: dict[str, Any] = {}
+        self._teacher_outputs: dict | None = None
         self.paths["transfer"] = as_paths(transfer_set)
         if self.paths["transfer"] and teacher is None:
             raise InputError("transfer_set needs a teacher: its examples have no labels but the teacher's")
@@ -183,7 +184,14 @@ class TeacherLogitsDataModule(InstructionDataModule):
             self.datasets[split] = teacher_cache.attach(self.datasets[split], cached)
 
     def cache_teacher(self) -> dict:
-        """``{split: teacher dataset}`` for the teacher splits present (computed once, then read)."""
+        """``{split: teacher dataset}`` for the teacher splits present (computed once, then read),
+        kept by this data module: ``prepare_data`` and ``setup`` in one process load the teacher
+        once (another process, e.g. a DDP rank's ``setup``, reads the cache with its own teacher)."""
+        if self._teacher_outputs is None:
+            self._teacher_outputs = self._teacher_outputs_from_cache()
+        return self._teacher_outputs
+
+    def _teacher_outputs_from_cache(self) -> dict:
         options = self.teacher_options
         splits = [s for s in options.teacher_splits if s in self._splits()]
         if options.teacher is None or not splits:
