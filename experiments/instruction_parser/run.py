@@ -28,6 +28,9 @@ import common  # noqa: E402
 
 # Smoke mode: records per template, marker-free instructions, rendered SST-2 texts for the rate.
 SMOKE_SIZES = {"per_template": 2, "marker_free": 10, "rendered": 200}
+# Unseen templates (unseen_templates/SOURCE.txt): promptsource files chosen after the parser and its
+# rules were written, never read by training or while writing rules, filled with held-out records.
+UNSEEN_DATASETS = ("rotten_tomatoes", "adversarial_qa", "quoref")
 
 
 def rules_parser():
@@ -174,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from instructrec.paths import data_root
-    from instructrec.instructions.corpus import HELDOUT_DATASETS, build_corpus
+    from instructrec.instructions.corpus import HELDOUT_DATASETS, build_corpus, promptsource_examples, unseen_promptsource_sets
     from instructrec.models import instruction_parser
 
     torch.set_num_threads(args.threads)
@@ -195,6 +198,8 @@ def main(argv: list[str] | None = None) -> None:
         meta = json.loads((weights / "parser.json").read_text())
 
     examples = build_corpus("heldout", seed=args.seed, data_root=data_root(), per_template=args.per_template, paraphrases=args.marker_free)
+    examples += promptsource_examples(data_root(), split="heldout", seed=args.seed, per_template=args.per_template,
+                                      sets=unseen_promptsource_sets(HERE / "unseen_templates"))
     texts = [e.text for e in examples]
     golds = [e.instruction() for e in examples]
 
@@ -205,6 +210,8 @@ def main(argv: list[str] | None = None) -> None:
     auto = parse_auto(texts)
 
     def group(example) -> str:
+        if example.dataset in UNSEEN_DATASETS:
+            return f"unseen templates: {example.dataset}, promptsource"
         if example.dataset in HELDOUT_DATASETS:
             kind = "promptsource" if example.origin.startswith("promptsource/") else "our template (markers)"
             return f"held-out templates: {example.dataset}, {kind}"
@@ -213,7 +220,9 @@ def main(argv: list[str] | None = None) -> None:
     groups = defaultdict(list)
     for i, example in enumerate(examples):
         groups[group(example)].append(i)
-        if example.dataset in HELDOUT_DATASETS:
+        if example.dataset in UNSEEN_DATASETS:
+            groups["unseen templates: all"].append(i)
+        elif example.dataset in HELDOUT_DATASETS:
             groups["held-out templates: all"].append(i)
         else:
             groups["marker-free: all"].append(i)
@@ -223,7 +232,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         methods["markers then learned"] = markers_then_learned(texts, rules, learned)
     rows = []
-    for name in sorted(groups, key=lambda g: (not g.startswith("held-out"), g.endswith("all"), g)):
+    order = ("held-out", "unseen", "marker-free")
+    for name in sorted(groups, key=lambda g: (next(i for i, o in enumerate(order) if g.startswith(o)), g.endswith("all"), g)):
         index = groups[name]
         for method, predictions in methods.items():
             result = score([golds[i] for i in index], [predictions[i] for i in index])

@@ -48,7 +48,10 @@ SPAN_FIELDS: tuple[str, ...] = (
 )
 # Fields that hold content (the rest is wording); the language is read from the wording.
 CONTENT_FIELDS = frozenset({"question", "context", "text", "option", "answer", "prompt"})
-HELDOUT_DATASETS = frozenset({"ag_news", "xquad"})
+# ag_news and xquad: the held-out sets of the corpus. rotten_tomatoes, adversarial_qa and quoref: the
+# unseen sets of experiments/instruction_parser (promptsource templates shipped there, passed in as
+# ``sets``), never trained on either.
+HELDOUT_DATASETS = frozenset({"ag_news", "xquad", "rotten_tomatoes", "adversarial_qa", "quoref"})
 SPLITS = ("train", "heldout")
 
 
@@ -491,47 +494,71 @@ def rendered(instruction: Instruction, *, dataset: str, origin: str) -> Example 
 
 
 @dataclass(frozen=True)
-class _PromptsourceSet:
+class PromptsourceSet:
+    """A promptsource templates file and the records that fill it: ``<folder>/<file>.templates.yaml``
+    (``folder`` None: the shared data's ``promptsource_templates``), ``read(data_root)`` the records,
+    ``text_key`` the classified text's column (classification)."""
+
     file: str
     dataset: str
     kind: str  # "classification" or "qa"
     text_key: str | None
     read: Callable[[Path], list]
+    folder: Path | None = None
 
 
-def _promptsource_sets() -> list[_PromptsourceSet]:
+def _promptsource_sets() -> list[PromptsourceSet]:
     from instructrec.data import raw
 
     squad1 = lambda d: raw.read_squad(d / "squad_v1.1_dev/dev-v1.1.part1.json")  # noqa: E731
     return [
-        _PromptsourceSet("glue_sst2", "sst2", "classification", "sentence",
+        PromptsourceSet("glue_sst2", "sst2", "classification", "sentence",
                          lambda d: raw.read_sst2(d / "sst2_glue/glue_train_part1.tsv")),
-        _PromptsourceSet("financial_phrasebank_sentences_allagree", "financial_phrasebank", "classification", "sentence",
+        PromptsourceSet("financial_phrasebank_sentences_allagree", "financial_phrasebank", "classification", "sentence",
                          lambda d: raw.read_financial_phrasebank(d / "financial_phrasebank/Sentences_AllAgree.txt")),
-        _PromptsourceSet("squad", "squad", "qa", None, squad1),
-        _PromptsourceSet("squad_v2", "squad_v2", "qa", None, lambda d: raw.read_squad(d / "squad_v2.0_dev/dev-v2.0.json")),
-        _PromptsourceSet("ag_news", "ag_news", "classification", "text", lambda d: raw.read_agnews(d / "agnews/test.csv")),
-        _PromptsourceSet("xquad_xquad.en", "xquad", "qa", None,
+        PromptsourceSet("squad", "squad", "qa", None, squad1),
+        PromptsourceSet("squad_v2", "squad_v2", "qa", None, lambda d: raw.read_squad(d / "squad_v2.0_dev/dev-v2.0.json")),
+        PromptsourceSet("ag_news", "ag_news", "classification", "text", lambda d: raw.read_agnews(d / "agnews/test.csv")),
+        PromptsourceSet("xquad_xquad.en", "xquad", "qa", None,
                          lambda d: raw.read_squad(d / "squad_v1.1_dev/dev-v1.1.part2.json")),
     ]
 
 
+def unseen_promptsource_sets(folder: Path) -> list[PromptsourceSet]:
+    """The parser experiment's unseen sets: promptsource's ``rotten_tomatoes``, ``adversarial_qa``
+    (dbidaf) and ``quoref`` templates, read from ``folder`` (``experiments/instruction_parser/
+    unseen_templates``), filled with SST-2 dev sentences (the same Rotten Tomatoes reviews) and the
+    SQuAD dev articles 24-48 of ``xquad`` (never in training)."""
+    from instructrec.data import raw
+
+    squad_part2 = lambda d: raw.read_squad(d / "squad_v1.1_dev/dev-v1.1.part2.json")  # noqa: E731
+    return [
+        PromptsourceSet("rotten_tomatoes", "rotten_tomatoes", "classification", "text",
+                        lambda d: raw.read_sst2(d / "sst2_glue/glue_dev.tsv"), Path(folder)),
+        PromptsourceSet("adversarial_qa_dbidaf", "adversarial_qa", "qa", None, squad_part2, Path(folder)),
+        PromptsourceSet("quoref", "quoref", "qa", None, squad_part2, Path(folder)),
+    ]
+
+
 def promptsource_examples(
-    data_root: Path, *, split: str, seed: int = 0, per_template: int = 100, max_context_chars: int | None = None
+    data_root: Path, *, split: str, seed: int = 0, per_template: int = 100, max_context_chars: int | None = None,
+    sets: Sequence[PromptsourceSet] | None = None,
 ) -> list[Example]:
-    """Promptsource templates of the split's data sets, each filled with ``per_template`` records
-    drawn with ``seed`` (QA records with contexts up to ``max_context_chars`` when given)."""
+    """Promptsource templates of the split's data sets (or of ``sets``, whatever their split), each
+    filled with ``per_template`` records drawn with ``seed`` (QA records with contexts up to
+    ``max_context_chars`` when given)."""
     from instructrec.instructions.promptsource import load_promptsource
     from instructrec.instructions.templates import TemplateNotApplicable
 
     examples: list[Example] = []
-    for spec in _promptsource_sets():
-        if (spec.dataset in HELDOUT_DATASETS) != (split == "heldout"):
-            continue
+    if sets is None:
+        sets = [spec for spec in _promptsource_sets() if (spec.dataset in HELDOUT_DATASETS) == (split == "heldout")]
+    for spec in sets:
         records = spec.read(Path(data_root))
         if max_context_chars and spec.kind == "qa":
             records = [shorten_context(r, max_context_chars) for r in records]
-        templates = load_promptsource(Path(data_root) / "promptsource_templates" / f"{spec.file}.templates.yaml")
+        folder = Path(spec.folder) if spec.folder is not None else Path(data_root) / "promptsource_templates"
+        templates = load_promptsource(folder / f"{spec.file}.templates.yaml")
         for number, template in enumerate(templates):
             if spec.kind == "qa" and template.answer_choices:
                 continue  # a yes/no question about a passage: no typed form fits
@@ -587,7 +614,7 @@ def shorten_context(record: dict, max_chars: int) -> dict:
     return {**record, "context": short, "answers": kept}
 
 
-def _label_promptsource(spec: _PromptsourceSet, template, record: dict, instruction: Instruction, number: int) -> Example | None:
+def _label_promptsource(spec: PromptsourceSet, template, record: dict, instruction: Instruction, number: int) -> Example | None:
     prompt = instruction.fields.get("text") or instruction.fields.get("prompt")
     origin = template.name
     whole = [("prompt", 0, len(prompt))]

@@ -28,8 +28,12 @@ per file (``ADAPTERS``, keyed by promptsource's ``dataset/subset``). File -> col
   as in HF ``ag_news``);
 - ``financial_phrasebank_sentences_allagree``: ``sentence``, ``label`` (0-2) <-
   ``read_financial_phrasebank``;
-- ``squad``, ``squad_v2``, ``xquad_xquad.en``: ``context``, ``question``, ``title``, ``answers`` as
-  ``{"text": [...], "answer_start": [...]}`` <- ``read_squad`` (its list of answers, regrouped);
+- ``squad``, ``squad_v2``, ``xquad_xquad.en``, ``adversarial_qa_dbidaf``, ``quoref``: ``context``,
+  ``question``, ``title``, ``answers`` as ``{"text": [...], "answer_start": [...]}`` <- ``read_squad``
+  (its list of answers, regrouped); ``adversarial_qa`` also ``metadata.split`` (its templates skip
+  the unanswered test split): ``validation`` unless the record says;
+- ``rotten_tomatoes``: ``text``, ``label`` (0/1, SST-2's order) <- ``read_sst2`` (its ``sentence``;
+  SST-2's sentences come from the same Rotten Tomatoes reviews);
 - ``trec``, ``hotpot_qa_distractor``, ``wiki_hop_original``: their HF columns (``label_coarse``,
   ``label_fine``, ``context.sentences``, ``candidates``...); no reader here, so records must carry
   those columns already (they pass through unchanged).
@@ -152,8 +156,23 @@ def _squad(record: Record) -> dict:
     return example
 
 
+def _adversarial_qa(record: Record) -> dict:
+    example = _squad(record)
+    example.setdefault("metadata", {"split": "validation"})
+    return example
+
+
+def _rotten_tomatoes(record: Record) -> dict:
+    example = _label_index(SST2_OPTIONS)(record)
+    example.setdefault("text", record.get("sentence"))
+    return example
+
+
 ADAPTERS: Mapping[str, Callable[[Record], dict]] = {
     "glue/sst2": _label_index(SST2_OPTIONS),
+    "rotten_tomatoes": _rotten_tomatoes,
+    "adversarial_qa/dbidaf": _adversarial_qa,
+    "quoref": _squad,
     "ag_news": _agnews,
     "financial_phrasebank/sentences_allagree": _label_index(FINANCIAL_PHRASEBANK_OPTIONS),
     "squad": _squad,
