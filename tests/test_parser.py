@@ -213,6 +213,21 @@ def test_errors(text, offset, message):
     assert f"character {offset}" in str(caught.value)
 
 
+@pytest.mark.parametrize("text, question, instruction", [
+    ("Cats sleep a lot.\n\nQ: Do cats sleep?\n\nReferring to the passage above, the correct answer is",
+     "Do cats sleep?", "Referring to the passage above, the correct answer is"),
+    ("Answer from the passage.\nQuestion: Do cats sleep?\n\nOne word.\nContext: Cats sleep a lot.",
+     "Do cats sleep?", "Answer from the passage.\nOne word."),
+    # a second question after the blank line, or no blank line: the value is the question, as before
+    ("Cats sleep a lot.\nQ: Do cats sleep?\n\nDo they dream?", "Do cats sleep?\n\nDo they dream?", None),
+    ("Cats sleep a lot.\nQ: Do cats sleep? Answer in one word.", "Do cats sleep? Answer in one word.", None),
+])
+def test_a_paragraph_after_a_finished_question_is_wording(text, question, instruction):
+    parsed = parse_instruction(text)
+    assert (parsed.task, parsed.fields["question"], parsed.fields["context"]) == ("qa", question, "Cats sleep a lot.")
+    assert parsed.fields.get("instruction") == instruction
+
+
 def test_non_string_is_an_instruction_error():
     with pytest.raises(InstructionError, match="must be a string"):
         parse_instruction(None)

@@ -1,4 +1,5 @@
-"""Options written in prose (instructrec.instructions.prose): read exactly, or not at all."""
+"""Structure written in prose (instructrec.instructions.prose): options and passage questions,
+read exactly, or not at all."""
 
 import sys
 
@@ -8,7 +9,7 @@ from hypothesis import strategies as st
 
 from instructrec.instructions import Instruction, parse_instruction, read_instruction
 from instructrec.instructions.parser import PROSE_NOTE
-from instructrec.instructions.prose import read_prose_options
+from instructrec.instructions.prose import read_prose
 
 ISSUE_CLASSIFICATION = {
     "Is this review positive or negative? The battery died in a day.": Instruction(
@@ -28,7 +29,7 @@ ISSUE_CLASSIFICATION = {
 
 @pytest.mark.parametrize("text", list(ISSUE_CLASSIFICATION))
 def test_the_issues_prose_options_are_read_exactly(text):
-    assert read_prose_options(text) == ISSUE_CLASSIFICATION[text]
+    assert read_prose(text) == ISSUE_CLASSIFICATION[text]
 
 
 @pytest.mark.parametrize("text, options, rest", [
@@ -40,9 +41,13 @@ def test_the_issues_prose_options_are_read_exactly(text):
      'Here is a review. "Great fun."'),
     ("Classify the following sentence as positive or negative. I loved it.", ["positive", "negative"], "I loved it."),
     ("Pick one.\nA. red\nB. dark green\nThe sky at noon.", ["red", "dark green"], "Pick one.\nThe sky at noon."),
+    # the options as a sentence of their own, after the question
+    ("What is the sentiment? Positive or negative? I loved it.", ["Positive", "negative"], "I loved it."),
+    ("Oil prices rose. \n\nWhich section would it appear in? World News, Sports, Business, or Science and Technology?",
+     ["World News", "Sports", "Business", "Science and Technology"], "Oil prices rose."),
 ])
 def test_choice_sentences_and_enumerations(text, options, rest):
-    read = read_prose_options(text)
+    read = read_prose(text)
     assert (read.task, read.fields["options"], read.fields["text"]) == ("classification", options, rest)
 
 
@@ -56,10 +61,13 @@ def test_choice_sentences_and_enumerations(text, options, rest):
     "Do two things: (1) read the text (2) summarize it.",
     "Is this good or good? Fine.",                     # an option twice
     "Translate this into German: The cat sleeps on the sofa.",
+    "What time is it? Now or later.",                  # a list sentence that asks nothing
+    "It rained.\n\nFrom the above passage, a reasonable question with \"rain\" as the answer would be:",
+    "It rained.\n\nAccording to the text, write a question about the weather.",
     "",
 ])
 def test_texts_without_prose_options_are_left_alone(text):
-    assert read_prose_options(text) is None
+    assert read_prose(text) is None
 
 
 WORD = st.sampled_from(["red", "green", "blue", "sports", "world", "money", "tech", "fine", "calm", "loud"])
@@ -97,7 +105,7 @@ def test_choice_sentences_round_trip(options, text, frame, style):
         options = options[1:] + options[:1]
         if len(options[0].split()) > max(len(o.split()) for o in options[1:]):
             return
-    read = read_prose_options(frame.format(options=_joined(options, style), text=text))
+    read = read_prose(frame.format(options=_joined(options, style), text=text))
     assert read is not None and read.fields["options"] == options and read.fields["text"] == text
 
 
@@ -113,7 +121,7 @@ def test_enumerations_round_trip(options, question, form):
     else:
         end = "." if form == "lines-dot" else ")"
         text = question + "\n" + "\n".join(f"{label}{end} {option}" for label, option in zip(labels, options))
-    read = read_prose_options(text)
+    read = read_prose(text)
     assert read is not None and read.fields["options"] == options and read.fields["text"] == question
 
 
@@ -132,3 +140,35 @@ def test_auto_reads_prose_options_before_the_learned_parser_and_rules_mode_is_un
     # Markers decide before prose: this is a marked classification, read by the marker rules.
     marked = "Is this review positive or negative?\nText: Fine.\nOptions: positive, negative"
     assert read_instruction(marked, mode="auto").instruction == parse_instruction(marked)
+
+
+def test_a_passage_then_a_question_that_refers_back_to_it_is_qa():
+    text = "The Yassa was created by Genghis Khan.\n\nWith reference to the above context, Who created the Yassa?"
+    assert read_prose(text) == Instruction("qa", "en", {
+        "context": "The Yassa was created by Genghis Khan.", "question": "Who created the Yassa?",
+        "instruction": "With reference to the above context,"})
+
+
+REFERENCES = ["With reference to the above context,", "Referring to the passage above,", "According to the text,",
+              "Based on the paragraph above:", "Given the information,"]
+
+
+@given(
+    context=st.lists(SENTENCE, min_size=1, max_size=4).map(" ".join),
+    reference=st.sampled_from(REFERENCES),
+    question=st.lists(WORD, min_size=1, max_size=6).map(lambda words: "Why " + " ".join(words) + "?"),
+)
+def test_passage_questions_round_trip(context, reference, question):
+    read = read_prose(f"{context}\n\n{reference} {question}")
+    assert read is not None and (read.task, read.fields["context"], read.fields["question"]) == ("qa", context, question)
+
+
+@given(
+    options=st.lists(OPTION, min_size=2, max_size=5, unique=True),
+    text=SENTENCE,
+    question=st.sampled_from(["What is the topic?", "Which label fits it best?", "How would you describe it?"]),
+    style=st.sampled_from(["plain", "oxford", "quoted"]),
+)
+def test_lists_after_a_question_round_trip(options, text, question, style):
+    read = read_prose(f"{text}\n{question} {_joined(options, style)}?")
+    assert read is not None and read.fields["options"] == options and read.fields["text"] == text

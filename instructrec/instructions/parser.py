@@ -25,8 +25,13 @@ missing or empty. An empty ``Answer:`` means "no answer" (prompts for prediction
 The language is that of the first marker; without markers, ``zh`` when CJK characters are more
 than half of the non-space characters.
 
-``auto`` mode (:func:`read_instruction`) reads more: options written in prose in a text without
-markers (:mod:`.prose`), and what the rules cannot read through the learned parser.
+A question ends at its question mark when a blank line follows it: a paragraph after that which
+is not itself a question (``Q: Who ...?\n\nReferring to the passage above, the answer is``) is
+wording, the ``instruction`` field (after the preamble's, when both are there), not part of the
+question.
+
+``auto`` mode (:func:`read_instruction`) reads more: options and questions written in prose in a
+text without markers (:mod:`.prose`), and what the rules cannot read through the learned parser.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ from instructrec.instructions.markers import (
     unescape,
 )
 from instructrec.instructions.model import Instruction, InstructionError
-from instructrec.instructions.prose import read_prose_options
+from instructrec.instructions.prose import read_prose
 
 # Fields each task accepts from markers (TRANSLATE is the translation marker itself).
 _ACCEPTS = {
@@ -59,7 +64,7 @@ _UNESCAPED_COLON = re.compile(r"(?<!\\)(?:\\\\)*[:：]")
 
 
 MODES = ("rules", "learned", "auto")
-PROSE_NOTE = "no markers; the options written in prose were read by rules"
+PROSE_NOTE = "no markers; the structure written in prose was read by rules"
 log = logging.getLogger(__name__)
 _WARNED: set[str] = set()
 
@@ -68,7 +73,7 @@ _WARNED: set[str] = set()
 class Reading:
     """What :func:`read_instruction` made of a text: the instruction, which parser read it
     (``rules`` or ``learned``), its confidence (1.0 for the rules), and why ``auto`` fell back to
-    the rules when it did (e.g. no learned weights yet) or that it read options from prose, else
+    the rules when it did (e.g. no learned weights yet) or that it read a structure from prose, else
     None."""
 
     instruction: Instruction
@@ -94,8 +99,9 @@ def read_instruction(text: str, mode: str = "auto") -> Reading:
     """Parse one instruction with the parser ``mode`` names, saying which read it.
 
     ``auto`` keeps the rules' reading when the text has markers and the rules read it. A text
-    without markers that writes its options in prose (``Is this review positive or negative?
-    ...``, ``(A) ... (B) ...``: :mod:`.prose`) is read by those rules, with :data:`PROSE_NOTE`.
+    without markers that writes its options or its question in prose (``Is this review positive or
+    negative? ...``, ``(A) ... (B) ...``, ``<passage>\n\nAccording to the text, who ...?``:
+    :mod:`.prose`) is read by those rules, with :data:`PROSE_NOTE`.
     Otherwise (no markers, or the rules refuse it) the learned parser reads it. Without learned
     weights, or where the learned parser finds no valid instruction, ``auto`` falls back to the
     rules (their reading, or their error) and says why in :attr:`Reading.note`.
@@ -114,7 +120,7 @@ def read_instruction(text: str, mode: str = "auto") -> Reading:
         if ruled is not None and markers:
             return Reading(ruled, "rules")
         if not markers:
-            prose = read_prose_options(text)
+            prose = read_prose(text)
             if prose is not None:
                 return Reading(prose, "rules", 1.0, PROSE_NOTE)
     from instructrec.errors import InputError
@@ -248,15 +254,33 @@ def _qa(text: str, markers: list[Marker], fields: dict) -> dict:
         )
     preamble = unescape(text[: markers[0].start]).strip()
     context = _value(text, fields, "context") or _value(text, fields, "text")
-    values = {"question": _value(text, fields, "question")}
+    question, wording = _question_and_wording(_value(text, fields, "question"))
+    values = {"question": question}
     if context is None:  # "<passage>\nQuestion: ...": the text before the markers is the context
         context, preamble = preamble, ""
     if not context:
         raise _missing("qa", "context", "'Context:' (or '上下文：'), or the passage before the question", fields["question"][0])
     values["context"] = context
-    if preamble:  # "Answer from the passage.\nQuestion: ...\nContext: ...": an instruction
-        values["instruction"] = preamble
+    # "Answer from the passage.\nQuestion: ...\nContext: ...", "Q: ...?\n\nAnswer in a word.": wording
+    instruction = "\n".join(part for part in (preamble, wording) if part)
+    if instruction:
+        values["instruction"] = instruction
     return values
+
+
+_QUESTION_THEN_PARAGRAPH = re.compile(r"[?？][ \t]*\n[ \t]*\n\s*")
+
+
+def _question_and_wording(question: str) -> tuple[str, str]:
+    """A question that ends at ``?`` before a blank line, and the paragraph after it (wording,
+    unless it is a question too: then the whole value is the question)."""
+    end = _QUESTION_THEN_PARAGRAPH.search(question)
+    if end is None:
+        return question, ""
+    after = question[end.end() :].strip()
+    if after.endswith(("?", "？")):
+        return question, ""
+    return question[: end.start() + 1].strip(), after
 
 
 def _generation(text: str, markers: list[Marker], fields: dict) -> dict:
