@@ -7,10 +7,12 @@ cold ones (test item with fewer than --threshold training interactions). Systems
 between an item's MiniLM embedding and the mean of the user's last --text_history items', no
 training), with --two_tower CKPT the trained two-tower model (``configs/rec/movielens_two_tower.yaml``),
 alone and with the log-popularity correction whose weight is chosen on validation (NDCG@10 of the
-validation items against 99 sampled negatives; the sweep is written to val_popularity_weight.csv)
-and, with --ranker CKPT, the instruction ranker
-(``configs/rec/movielens_ranker.yaml``; its full ranking, ~1.5M instructions, only with
---ranker_full_ranking), alone and, with --two_tower too, as the second stage re-ordering the top
+validation items against 99 sampled negatives; the sweep is written to val_popularity_weight.csv),
+and that with a cold-item slot (``instructrec.recommendation.two_stage.ColdSlot``: the cold candidate
+the two-tower alone scores highest placed at each of --cold_slot_positions); with --ranker CKPT,
+the instruction ranker (``configs/rec/movielens_ranker.yaml``; its full ranking, ~1.5M
+instructions, only with --ranker_full_ranking), alone (--ranker_alone: for all users, only the cold
+ones, or not at all) and, with --two_tower too, as the second stage re-ordering the top
 --rerank_top of the two-tower + log popularity (``instructrec.recommendation.two_stage.Reranked``;
 with --rerank_blend_weights also blended with it, the weight chosen on validation). Only aggregate
 figures are written here: MovieLens may not be redistributed.
@@ -37,6 +39,7 @@ SUBSETS = ("all", "warm", "cold")
 def main(argv=None) -> None:
     from instructrec.recommendation.baselines import Popularity
     from instructrec.recommendation.text_similarity import ItemTextSimilarity
+    from instructrec.recommendation.two_stage import ColdSlot, Memoised, Reranked
     from instructrec.recommendation.movielens import read_interactions, read_movies
     from instructrec.recommendation.protocol import (
         cold_users, evaluate, full_rank_metrics, leave_one_out, sample_candidates, save_candidates,
@@ -51,9 +54,9 @@ def main(argv=None) -> None:
     parser.add_argument("--ranker_history_length", type=int, default=10,
                         help="items of history in the ranker's instructions: as in its training files (rec-data --history-length)")
     parser.add_argument("--ranker_max_length", type=int, default=256, help="the ranker's tokens per instruction, as in training")
-    parser.add_argument("--ranker_alone", action=argparse.BooleanOptionalAction, default=True,
-                        help="score the ranker on every candidate (3 x 943 x 100 instructions); --no-ranker_alone: "
-                             "only as the second stage")
+    parser.add_argument("--ranker_alone", choices=("all", "cold", "none"), default="all",
+                        help="score the ranker alone on every candidate of all users (3 x 943 x 100 instructions), of "
+                             "the cold users only (3 x 12 x 100), or none (only as the second stage)")
     parser.add_argument("--rerank_top", type=int, default=20,
                         help="with --two_tower and --ranker: the two-stage system, the ranker re-ordering the top K of "
                              "the two-tower + log popularity (its ties with the K-th included), sampled and full ranking; "
@@ -65,6 +68,9 @@ def main(argv=None) -> None:
     parser.add_argument("--two_tower", default=None, help="a two-tower checkpoint (configs/rec/movielens_two_tower.yaml)")
     parser.add_argument("--popularity_weights", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0],
                         help="the two-tower's log-popularity weights tried on validation")
+    parser.add_argument("--cold_slot_positions", type=int, nargs="*", default=[10],
+                        help="with --two_tower: the two-tower + log popularity with the best cold candidate by the "
+                             "two-tower alone placed at each of these positions (two_stage.ColdSlot); none: not run")
     args = common.parse(parser, argv, HERE, work_dir="runs/experiments/rec_movielens")
     from tqdm.auto import tqdm
 
@@ -85,13 +91,15 @@ def main(argv=None) -> None:
                                     at_val.reweighted, val_candidates)
         first_stage = f"two-tower + log popularity (w={weight:g}, on val)"
         systems[first_stage] = systems["two-tower"].reweighted(weight)
+        for position in args.cold_slot_positions:
+            systems[f"{first_stage}, cold-item slot at {position}"] = ColdSlot(
+                systems[first_stage], systems["two-tower"], split, threshold=args.threshold, position=position)
     if args.ranker:
         from instructrec.recommendation.ranker import InstructionRanker
-        from instructrec.recommendation.two_stage import Memoised, Reranked
 
         ranker = InstructionRanker.from_checkpoint(args.ranker, movies, split, batch_size=args.batch_size,
                                                    history_length=args.ranker_history_length, max_length=args.ranker_max_length)
-        if args.ranker_alone:
+        if args.ranker_alone != "none":
             systems["instruction ranker"] = ranker
         if args.two_tower and args.rerank_top:
             second = Memoised(ranker)  # shared: each (user, item) read once by the ranker
@@ -107,6 +115,9 @@ def main(argv=None) -> None:
                     systems[first_stage], Memoised(lambda user, items: log_odds(second(user, items))), k=args.rerank_top, blend=blend)
     cold = cold_users(split, args.threshold)
     users = {"all": sorted(split.test), "warm": sorted(set(split.test) - cold), "cold": sorted(cold)}
+    subsets_of = {name: SUBSETS for name in systems}
+    if args.ranker_alone == "cold":
+        subsets_of["instruction ranker"] = ("cold",)
     candidate_sets = {}
     for seed in args.seeds:
         candidate_sets[seed] = sample_candidates(split, list(movies), seed=seed)
@@ -114,23 +125,25 @@ def main(argv=None) -> None:
                         {"seed": seed, "negatives": 99})
     rows = []
     for name, score in systems.items():
+        subsets = subsets_of[name]
+        scored_users = sorted({user for subset in subsets for user in users[subset]})
         for seed, candidates in candidate_sets.items():
-            scores = {user: score(user, items)  # once per user: the ranker is slow
-                      for user, items in tqdm(candidates.items(), desc=f"{name}, seed {seed}", unit="user", disable=None)}
+            scores = {user: score(user, candidates[user])  # once per user: the ranker is slow
+                      for user in tqdm(scored_users, desc=f"{name}, seed {seed}", unit="user", disable=None)}
 
             def scored(user, items):
                 return scores[user]
 
-            by_subset = {subset: evaluate(scored, {u: candidates[u] for u in users[subset]}) for subset in SUBSETS}
+            by_subset = {subset: evaluate(scored, {u: candidates[u] for u in users[subset]}) for subset in subsets}
             rows += [{"system": name, "subset": subset, "seed": seed, "users": len(users[subset]), **by_subset[subset]}
-                     for subset in SUBSETS]
+                     for subset in subsets]
         if name != "instruction ranker" or args.ranker_full_ranking:
             pools: dict[str, list[float]] = {}  # a user's pool is the same in every subset: scored once
 
             def pooled(user, items, score=score, pools=pools):
                 return pools[user] if user in pools else pools.setdefault(user, score(user, items))
 
-            for subset in SUBSETS:
+            for subset in subsets:
                 full = full_rank_metrics(pooled, split, list(movies), users=users[subset])
                 rows.append({"system": name, "subset": subset, "seed": "full ranking", "users": len(users[subset]),
                              **{f"full_{k}": v for k, v in full.items()}})
@@ -138,7 +151,7 @@ def main(argv=None) -> None:
     common.write_csv(args.out / "results.csv", rows, fields)
     table = []
     for name in systems:
-        for subset in SUBSETS:
+        for subset in subsets_of[name]:
             mine = [r for r in rows if r["system"] == name and r["subset"] == subset]
             sampled = [r for r in mine if r["seed"] != "full ranking"]
             full = next((r for r in mine if r["seed"] == "full ranking"), None)
