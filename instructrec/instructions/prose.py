@@ -29,9 +29,10 @@ mode tries it on marker-free texts before the learned parser):
   question would be:`` asks for a question: generation).
 
 Anything else (no such form, options that repeat, nothing left to classify) gives None: the
-caller keeps its own reading. The first three forms are the ones the issue names; the list after a
-question and the passage-then-question form were added after reading the parser
-experiment's held-out failures (ag_news, xquad), and so are measured apart on its unseen templates.
+caller keeps its own reading. Enumerations, choice sentences and the Chinese form are the ones the
+issue names; the list after a question and the passage-then-question form were added after
+reading the parser experiment's held-out failures (ag_news, xquad), and so are measured apart on
+its unseen templates.
 """
 
 from __future__ import annotations
@@ -165,13 +166,21 @@ def _list_after_question(text: str) -> Instruction | None:
     return None
 
 
-def _whole_list(sentence: str) -> list[str] | None:
-    """A sentence that is only options (``a, b, or c?``), every one of them short, else None."""
+def _or_list(sentence: str) -> list[str] | None:
+    """A sentence's comma pieces up to its last ``or`` and the piece after it (``x is a, b, or c?``
+    -> ``["x is a", "b", "c"]``), or None without an ``or``."""
     body = sentence.strip().rstrip(".?!").rstrip()
     if " or " not in body:
         return None
     head, last = body.rsplit(" or ", 1)
-    items = [p.strip() for p in head.rstrip(",").split(",")] + [last.strip()]
+    return [p.strip() for p in head.rstrip(",").split(",")] + [last.strip()]
+
+
+def _whole_list(sentence: str) -> list[str] | None:
+    """A sentence that is only options (``a, b, or c?``), every one of them short, else None."""
+    items = _or_list(sentence)
+    if items is None:
+        return None
     quoted = [_unquote(item) for item in items]
     if all(q is not None for q in quoted):
         return quoted
@@ -201,13 +210,10 @@ def _passage_question(text: str) -> Instruction | None:
 
 def _options_at_end(sentence: str) -> list[str] | None:
     """The options a sentence ends with: ``a, b, or c`` / ``a or b`` / quoted, else None."""
-    body = sentence.strip().rstrip(".?!").rstrip()
-    if " or " not in body:
+    pieces = _or_list(sentence)
+    if pieces is None:
         return None
-    head, last = body.rsplit(" or ", 1)
-    head = head.rstrip(",")
-    pieces = [p.strip() for p in head.split(",")]
-    items = pieces[1:] + [last.strip()]
+    items = pieces[1:]
     quoted = [_unquote(item) for item in items]
     if all(q is not None for q in quoted):
         first = _ENDS_QUOTED.search(pieces[0])
