@@ -41,7 +41,12 @@ def pair():
     return student, mpnet_like_tokenizer(backbones._tiny_vocab())
 
 
-TEXT = st.text(alphabet=string.ascii_letters + string.digits + string.punctuation + " 电影，", max_size=40)
+# Texts that spell a special token ("[MASK]", "<s>") are left out: each tokenizer reads its own
+# specials' spellings as specials, which no id map can agree with (token_id_map's docstring); CI's
+# hypothesis run drew "[MASK]" once.
+SPECIAL_SPELLINGS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "<s>", "</s>", "<pad>", "<unk>", "<mask>")
+TEXT = st.text(alphabet=string.ascii_letters + string.digits + string.punctuation + " 电影，", max_size=40).filter(
+    lambda text: not any(special in text for special in SPECIAL_SPELLINGS))
 
 
 @settings(max_examples=60, deadline=None)
