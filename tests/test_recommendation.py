@@ -180,6 +180,11 @@ def test_training_pairs_never_show_the_test_or_validation_item_and_are_seeded(tm
     assert not (ROOT / "instructrec" / "not-here").exists()
 
 
+def lookup(table):
+    """A scorer reading each item's score from ``table``."""
+    return lambda user, wanted: [table[i] for i in wanted]
+
+
 def test_reranked_puts_the_first_stages_top_k_and_its_ties_above_the_rest_in_the_second_stages_order():
     items = ["a", "b", "c", "d", "e", "f"]
     first = dict(zip(items, [5.0, 4.0, 4.0, 3.0, 2.0, 2.0]))
@@ -190,7 +195,7 @@ def test_reranked_puts_the_first_stages_top_k_and_its_ties_above_the_rest_in_the
         asked.append(list(wanted))
         return [second[i] for i in wanted]
 
-    reranked = Reranked(lambda user, wanted: [first[i] for i in wanted], second_stage, k=2)
+    reranked = Reranked(lookup(first), second_stage, k=2)
     # b and c tie for second place: both reach the second stage; e and f stay tied below d
     assert reranked("u", items) == [2.0, 4.0, 3.0, 1.0, 0.0, 0.0]
     assert asked == [["a", "b", "c"]]
@@ -203,11 +208,11 @@ def test_reranked_puts_the_first_stages_top_k_and_its_ties_above_the_rest_in_the
 
     # blended: the top items ordered by first + 10 * second (a 6, b 13, c 9); one Memoised shared
     shared = Memoised(second_stage)
-    blended = Reranked(lambda user, wanted: [first[i] for i in wanted], shared, k=2, blend=10.0)
+    blended = Reranked(lookup(first), shared, k=2, blend=10.0)
     assert blended("w", items) == [2.0, 4.0, 3.0, 1.0, 0.0, 0.0]
-    assert Reranked(lambda user, wanted: [first[i] for i in wanted], shared, k=2)("w", items) == [2.0, 4.0, 3.0, 1.0, 0.0, 0.0]
+    assert Reranked(lookup(first), shared, k=2)("w", items) == [2.0, 4.0, 3.0, 1.0, 0.0, 0.0]
     assert asked[-1] == ["a", "b", "c"] and len(asked) == 3  # the second Reranked asked no one
-    assert Reranked(lambda user, wanted: [first[i] for i in wanted], shared, k=2, blend=1.0)("w", items) == [4.0, 3.0, 2.0, 1.0, 0.0, 0.0]
+    assert Reranked(lookup(first), shared, k=2, blend=1.0)("w", items) == [4.0, 3.0, 2.0, 1.0, 0.0, 0.0]
 
 
 @settings(max_examples=200, deadline=None)
@@ -215,7 +220,7 @@ def test_reranked_puts_the_first_stages_top_k_and_its_ties_above_the_rest_in_the
 def test_reranked_order_is_the_second_stage_over_the_first_stages_top_then_the_first_stage(pairs, k):
     items = [f"i{n}" for n in range(len(pairs))]
     first, second = ({item: float(pair[n]) for item, pair in zip(items, pairs)} for n in (0, 1))
-    scores = Reranked(lambda u, wanted: [first[i] for i in wanted], lambda u, wanted: [second[i] for i in wanted], k=k)("u", items)
+    scores = Reranked(lookup(first), lookup(second), k=k)("u", items)
     cut = sorted(first.values(), reverse=True)[min(k, len(items)) - 1]
     top = {i for i in items if first[i] >= cut}
     assert len(top) >= min(k, len(items))
@@ -223,11 +228,6 @@ def test_reranked_order_is_the_second_stage_over_the_first_stages_top_then_the_f
         for y, sy in zip(items, scores):
             reference = (x in top, second[x] if x in top else first[x]) > (y in top, second[y] if y in top else first[y])
             assert (sx > sy) == reference
-
-
-def lookup(table):
-    """A scorer reading each item's score from ``table``."""
-    return lambda user, wanted: [table[i] for i in wanted]
 
 
 def test_cold_slot_puts_the_best_cold_candidate_by_text_at_its_position():

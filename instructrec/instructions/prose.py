@@ -67,8 +67,8 @@ _QUOTE = r'"([^"]+)"|\'([^\']+)\'|“([^”]+)”'  # an option in double, singl
 _QUOTED = re.compile(rf"^(?:{_QUOTE})$")
 _ENDS_QUOTED = re.compile(rf"(?:{_QUOTE})$")
 _ZH_CHOICE = re.compile(r"是([^，。？?！!\n]{1,40}?还是[^，。？?！!\n]{1,40}?)[？?]")
-# Words that open the question a list sentence answers (besides the openers).
-_QUESTION_WORDS = frozenset({"what", "how"})
+# Words that open the question a list sentence answers: the openers, and "what" / "how".
+_LIST_QUESTION_OPENERS = _OPENERS | {"what", "how"}
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
 _REFERS_BACK = re.compile(
     r"(?i)(?:with reference to|in reference to|referring to|based on|according to|given|using|from)\s+"
@@ -149,7 +149,7 @@ def _list_after_question(text: str) -> Instruction | None:
     sentences = list(_SENTENCE.finditer(text))
     for question, listed in zip(sentences, sentences[1:]):
         opener = _OPENER.match(question.group())
-        if opener is None or opener.group(1).lower() not in _OPENERS | _QUESTION_WORDS:
+        if opener is None or opener.group(1).lower() not in _LIST_QUESTION_OPENERS:
             continue
         if not question.group().rstrip().endswith("?") or not listed.group().rstrip().endswith("?"):
             continue

@@ -18,6 +18,21 @@ from instructrec.recommendation.protocol import Split, training_counts
 Scorer = Callable[[str, Sequence[str]], Sequence[float]]
 
 
+def _scores(scorer: Scorer, user: str, items: Sequence[str], what: str) -> list[float]:
+    """``scorer``'s scores for ``items`` as floats, one per item."""
+    scores = [float(s) for s in scorer(user, items)]
+    if len(scores) != len(items):
+        raise ValueError(f"{what} gave {len(scores)} scores for {len(items)} items")
+    return scores
+
+
+def _ranks(keys: list) -> list[float]:
+    """Each key's rank among the distinct keys (0 = last) as a score: equal keys stay tied, so the
+    protocol's tie-aware metrics read them like any scorer's."""
+    rank = {key: place for place, key in enumerate(sorted(set(keys)))}
+    return [float(rank[key]) for key in keys]
+
+
 class Memoised:
     """``scorer`` with its scores kept per ``(user, item)``, for a slow scorer asked again about the
     same items: the candidate lists of several seeds and the full ranking share most of a user's
@@ -55,14 +70,11 @@ class Reranked:
         self.second = second if isinstance(second, Memoised) else Memoised(second)
 
     def __call__(self, user: str, items: Sequence[str]) -> list[float]:
-        first = [float(s) for s in self.first(user, items)]
-        if len(first) != len(items):
-            raise ValueError(f"the first stage gave {len(first)} scores for {len(items)} items")
+        first = _scores(self.first, user, items, "the first stage")
         top = sorted(self.reaching_second_stage(first))
         second = dict(zip(top, self.second(user, [items[i] for i in top])))
         keys = [(1, self._reordered(first[i], second[i])) if i in second else (0, first[i]) for i in range(len(items))]
-        rank = {key: position for position, key in enumerate(sorted(set(keys)))}
-        return [float(rank[key]) for key in keys]
+        return _ranks(keys)
 
     def _reordered(self, first: float, second: float) -> float:
         return second if self.blend is None else first + self.blend * second
@@ -99,13 +111,11 @@ class ColdSlot:
         self.counts = training_counts(split)
 
     def __call__(self, user: str, items: Sequence[str]) -> list[float]:
-        scores = [float(s) for s in self.ranked(user, items)]
-        if len(scores) != len(items):
-            raise ValueError(f"the ranking gave {len(scores)} scores for {len(items)} items")
+        scores = _scores(self.ranked, user, items, "the ranking")
         keys = [(score, 0) for score in scores]
         cold = [i for i, item in enumerate(items) if self.counts[item] < self.threshold]
         if cold:
-            text = [float(s) for s in self.text(user, [items[i] for i in cold])]
+            text = _scores(self.text, user, [items[i] for i in cold], "the text scorer")
             best = max(text)
             chosen = {i for i, s in zip(cold, text) if s == best}
             others = sorted((s for i, s in enumerate(scores) if i not in chosen), reverse=True)
@@ -114,7 +124,6 @@ class ColdSlot:
                 for i in chosen:
                     if scores[i] <= slot:
                         keys[i] = (slot, 1)  # above every item scoring ``slot``, under any scoring more
-        rank = {key: place for place, key in enumerate(sorted(set(keys)))}
-        return [float(rank[key]) for key in keys]
+        return _ranks(keys)
 
     score = __call__
