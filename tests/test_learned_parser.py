@@ -9,6 +9,8 @@ import sys
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from instructrec.errors import InputError
 from instructrec.instructions import Instruction
@@ -25,7 +27,16 @@ from instructrec.instructions.corpus import (
     unseen_promptsource_sets,
 )
 from instructrec.models import instruction_parser
-from instructrec.models.instruction_parser import TAGS, _decode, encode, learned_parse, tag_ids, train_parser
+from instructrec.models.instruction_parser import (
+    TAGS,
+    _decode,
+    _questions_to_their_mark,
+    _whole_words,
+    encode,
+    learned_parse,
+    tag_ids,
+    train_parser,
+)
 
 
 def check_spans(examples: list[Example]) -> None:
@@ -133,6 +144,76 @@ def test_perfect_tags_decode_to_the_gold_instruction():
         instruction, confidence = _decode(example.text, row, task, probs)
         assert instruction == example.instruction(), example.text
         assert confidence == 1.0
+
+
+def test_spans_are_widened_to_the_words_they_cut():
+    text = "Is a chloroplast similar to mitochondria? 问题：叶绿体"
+    assert _whole_words(text, [("question", 5, 13), ("question", 28, 31)]) == [("question", 5, 16), ("question", 28, 40)]
+    assert text[28:40] == "mitochondria"
+    # a span already on word edges, punctuation edges and Han characters (a word each) stay as they are
+    assert _whole_words(text, [("question", 0, 41), ("context", 45, 46)]) == [("question", 0, 41), ("context", 45, 46)]
+
+
+@given(st.text(alphabet="ab .?é1字", min_size=1, max_size=30), st.data())
+def test_widening_keeps_the_span_ends_on_word_edges_and_is_idempotent(text, data):
+    start = data.draw(st.integers(0, len(text) - 1))
+    end = data.draw(st.integers(start + 1, len(text)))
+    [(field, wide_start, wide_end)] = _whole_words(text, [("text", start, end)])
+    assert wide_start <= start and end <= wide_end
+    assert _whole_words(text, [(field, wide_start, wide_end)]) == [(field, wide_start, wide_end)]
+    # what was added is word characters of a spaced script (never a space, punctuation or Han)
+    assert all(c.isalnum() and c != "字" for c in text[wide_start:start] + text[end:wide_end])
+
+
+def test_a_question_ends_at_its_mark():
+    def question(text, start, end, others=()):
+        [(_, start, end), *_] = _questions_to_their_mark(text, [("question", start, end), *others])
+        return text[start:end]
+
+    text = "The answer to the question: Who wrote Hamlet? is inside the article: Hamlet is a play."
+    assert question(text, 28, 48) == "Who wrote Hamlet?"  # ran past its mark ("... Hamlet? is")
+    assert question(text, 28, 37) == "Who wrote Hamlet?"  # stopped short of it, nothing in between
+    # another field in between, or the mark on a later line: left as tagged
+    assert question(text, 28, 37, [("context", 40, 46)]) == "Who wrote"
+    assert question("Who wrote\nHamlet?", 0, 9) == "Who wrote"
+    # closing quotes or brackets only where the question opened them
+    assert question('Q: Who recorded "Walking in Fresno?" she asked', 3, 40) == 'Who recorded "Walking in Fresno?"'
+    assert question('Q: "Who wrote it?" (see above)', 4, 14) == "Who wrote it?"
+    assert question("问题：谁写了《红楼梦》？上下文：……", 3, 8) == "谁写了《红楼梦》？"
+    # other fields are never touched
+    assert _questions_to_their_mark(text, [("context", 0, 48)]) == [("context", 0, 48)]
+
+
+def one_hot_tags(tokens: list[str]) -> torch.Tensor:
+    return torch.nn.functional.one_hot(torch.tensor([TAGS.index(t) for t in tokens]), len(TAGS)).float()
+
+
+def test_a_classification_with_one_option_is_read_as_a_generation():
+    """"Did the reviewer enjoy the movie?" lists no labels: the corpus labels it generation, so a
+    tagging of one option must not make it a one-way classification."""
+    text = "Fun film. Did the reviewer enjoy the movie?"
+    words = [(0, 3), (4, 9), (10, 13), (14, 17), (18, 26), (27, 32), (33, 36), (37, 43)]
+    classification = torch.tensor([0.1, 0.7, 0.1, 0.1])  # TASKS order: qa, classification, translation, generation
+    tags = one_hot_tags(["B-text", "I-text", "O", "O", "O", "B-option", "O", "O"])
+    instruction, confidence = _decode(text, words, classification, tags)
+    assert instruction == Instruction("generation", "en", {"prompt": text})
+    # the generation's probability x its tags' mean: the three tokens tagged text/option have no
+    # generation tag (probability 0), the other five are O (1.0)
+    assert confidence == pytest.approx(0.1 * 5 / 8)
+    # a generation tagged with a prompt span: without markers the prompt is the whole text
+    generation = torch.tensor([0.1, 0.1, 0.1, 0.7])
+    prompt_tags = one_hot_tags(["O", "O", "B-prompt", "I-prompt", "I-prompt", "O", "O", "O"])
+    assert _decode(text, words, generation, prompt_tags)[0] == Instruction("generation", "en", {"prompt": text})
+    marked = "Prompt: Did the reviewer enjoy it"
+    marked_words = [(0, 6), (6, 7), (8, 11), (12, 15), (16, 24), (25, 30), (31, 33)]
+    marked_tags = one_hot_tags(["O", "O", "B-prompt", "I-prompt", "I-prompt", "I-prompt", "I-prompt"])
+    assert _decode(marked, marked_words, generation, marked_tags)[0] == Instruction(
+        "generation", "en", {"prompt": "Did the reviewer enjoy it"}
+    )
+    two_options = one_hot_tags(["B-text", "I-text", "O", "B-option", "O", "B-option", "O", "O"])
+    instruction, confidence = _decode(text, words, classification, two_options)
+    assert instruction == Instruction("classification", "en", {"text": "Fun film.", "options": ["the", "enjoy"]})
+    assert confidence == pytest.approx(0.7)
 
 
 @pytest.fixture
