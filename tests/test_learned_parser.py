@@ -109,6 +109,17 @@ def test_real_corpus_spans_and_the_split(shared_data):
     assert sum(len(p) for table in HELDOUT_PATTERNS.values() for p in table.values()) >= 10
 
 
+@pytest.mark.slow
+def test_training_passages_are_cut_only_when_asked(shared_data):
+    def longest_context(examples):
+        return max(len(e.instruction().fields["context"]) for e in examples if e.task == "qa")
+
+    assert longest_context(build_corpus("train", data_root=shared_data, per_template=4, paraphrases=200)) <= 500
+    whole = build_corpus("train", data_root=shared_data, per_template=4, paraphrases=200, max_context_chars=None)
+    assert longest_context(whole) > 1000
+    check_spans(whole)
+
+
 def test_every_unseen_template_renders_real_records_with_exact_spans(shared_data):
     """The parser experiment's unseen promptsource files (shipped beside it) fill from our readers:
     every template gives examples (none fails on a column our records lack), spans exact, held out."""
@@ -286,6 +297,10 @@ def test_train_parser_command_is_registered_and_checks_its_steps(capsys):
         cli.main(["train-parser", "--steps", "0"])
     assert exit.value.code == 2
     assert "--steps must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["train-parser", "--max-context-chars", "-1"])
+    assert exit.value.code == 2
+    assert "--max-context-chars must be 0 (whole passages) or more, got -1" in capsys.readouterr().err
 
 
 def test_corpus_module_does_not_import_torch():

@@ -53,6 +53,9 @@ CONTENT_FIELDS = frozenset({"question", "context", "text", "option", "answer", "
 # ``sets``), never trained on either.
 HELDOUT_DATASETS = frozenset({"ag_news", "xquad", "rotten_tomatoes", "adversarial_qa", "quoref"})
 SPLITS = ("train", "heldout")
+# Training passages are cut to the sentences around their answer, at most this long (a CPU budget:
+# short windows train fast). Held-out sets keep every length.
+TRAIN_CONTEXT_CHARS = 500
 
 
 @dataclass(frozen=True)
@@ -749,7 +752,7 @@ PARALLEL = ["The cat sleeps on the sofa.", "Two children are playing in the park
 LANGUAGES_EN = ["German", "French", "Spanish", "Italian", "Chinese", "Czech"]
 
 
-def _fillers(data_root: Path | None, split: str, seed: int) -> dict[str, list]:
+def _fillers(data_root: Path | None, split: str, seed: int, max_context_chars: int | None = None) -> dict[str, list]:
     """Values for paraphrase patterns: real data where available, else the built-ins."""
     fillers: dict[str, list] = {
         "sentences": list(SENTENCES), "qa": list(QA_PAIRS), "parallel": list(PARALLEL), "passages": [c for _, c in QA_PAIRS],
@@ -772,8 +775,8 @@ def _fillers(data_root: Path | None, split: str, seed: int) -> dict[str, list]:
         sentences = [r["sentence"] for r in raw.read_sst2(d / "sst2_glue/glue_train_part1.tsv") if len(r["sentence"]) > 20]
         squad = raw.read_squad(d / "squad_v1.1_dev/dev-v1.1.part1.json")
         parallel = raw.read_parallel(d / "multi30k/train.en", d / "multi30k/train.de")
-    if split == "train":
-        squad = [shorten_context(r, 500) for r in squad]
+    if split == "train" and max_context_chars:
+        squad = [shorten_context(r, max_context_chars) for r in squad]
     return {
         "sentences": some(sentences),
         "qa": [(r["question"].strip(), r["context"].strip()) for r in some(squad)],
@@ -783,11 +786,13 @@ def _fillers(data_root: Path | None, split: str, seed: int) -> dict[str, list]:
 
 
 def paraphrase_examples(
-    *, split: str, seed: int = 0, count: int = 400, data_root: Path | None = None
+    *, split: str, seed: int = 0, count: int = 400, data_root: Path | None = None,
+    max_context_chars: int | None = None,
 ) -> list[Example]:
     """Marker-free instructions from the patterns (``HELDOUT_PATTERNS`` for the held-out split,
-    filled with held-out data; plus the issue's own examples there)."""
-    fillers = _fillers(data_root, split, seed)
+    filled with held-out data; plus the issue's own examples there); training passages cut to
+    ``max_context_chars`` when given (see :func:`build_corpus`)."""
+    fillers = _fillers(data_root, split, seed, max_context_chars)
     rng = random.Random(f"{seed}/paraphrases/{split}")
     heldout = split == "heldout"
     table = HELDOUT_PATTERNS if heldout else PATTERNS
@@ -842,19 +847,19 @@ def build_corpus(
     data_root: Path | None = None,
     per_template: int = 100,
     paraphrases: int = 1000,
-    max_context_chars: int | None = 500,
+    max_context_chars: int | None = TRAIN_CONTEXT_CHARS,
 ) -> list[Example]:
     """Every example of ``split`` (``train`` or ``heldout``), shuffled with ``seed``.
 
     Without the shared data (``data_root`` None or absent) only the paraphrases are made.
     ``max_context_chars`` cuts training passages to the sentences around their answer (a CPU
-    budget: short windows train fast); held-out sets keep every length.
+    budget: short windows train fast; None keeps them whole); held-out sets keep every length.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    examples = paraphrase_examples(split=split, seed=seed, count=paraphrases, data_root=data_root)
+    limit = max_context_chars if split == "train" else None
+    examples = paraphrase_examples(split=split, seed=seed, count=paraphrases, data_root=data_root, max_context_chars=limit)
     if data_root is not None and Path(data_root).is_dir():
-        limit = max_context_chars if split == "train" else None
         examples += promptsource_examples(data_root, split=split, seed=seed, per_template=per_template, max_context_chars=limit)
         examples += template_examples(data_root, split=split, seed=seed, per_template=2 * per_template, max_context_chars=limit)
     random.Random(f"{seed}/shuffle/{split}").shuffle(examples)

@@ -39,7 +39,14 @@ from instructrec import backbones
 from instructrec.batch import IGNORE_LABEL
 from instructrec.data.resumable import LENGTH_POOL, group_by_length
 from instructrec.errors import InputError
-from instructrec.instructions.corpus import CONTENT_FIELDS, SPAN_FIELDS, Example, build_corpus, instruction_from_spans
+from instructrec.instructions.corpus import (
+    CONTENT_FIELDS,
+    SPAN_FIELDS,
+    TRAIN_CONTEXT_CHARS,
+    Example,
+    build_corpus,
+    instruction_from_spans,
+)
 from instructrec.instructions.markers import HAN_CHARACTERS, find_markers, is_mostly_chinese
 from instructrec.instructions.model import TASKS, Instruction, InstructionError
 from instructrec.models.heads import pool
@@ -203,19 +210,22 @@ def train_parser(
     corpus: Sequence[Example] | None = None,
     progress: bool = True,
     init_from: str | os.PathLike | None = None,
+    max_context_chars: int | None = TRAIN_CONTEXT_CHARS,
 ) -> Path:
     """Train the parser on the ``train`` corpus and write it to ``output_dir`` (default: the model
     cache's ``instruction-parser``). Same seed, same weights (on the same machine and versions).
 
     Without the shared data (``$INSTRUCTREC_DATA``) the corpus is the built-in paraphrases only.
     ``init_from``: a parser folder to continue training (its encoder, tokenizer and heads).
+    ``max_context_chars``: training passages cut to the sentences around their answer (None: whole
+    passages, which the held-out sets have; longer windows cost CPU time).
     """
     from instructrec.paths import data_root as default_data_root
 
     output = Path(output_dir) if output_dir is not None else parser_dir()
     if corpus is None:
         root = Path(data_root) if data_root is not None else default_data_root()
-        corpus = build_corpus("train", seed=seed, data_root=root if root.is_dir() else None)
+        corpus = build_corpus("train", seed=seed, data_root=root if root.is_dir() else None, max_context_chars=max_context_chars)
     if not corpus:
         raise InputError("the training corpus is empty")
     L.seed_everything(seed, workers=True)
@@ -242,7 +252,7 @@ def train_parser(
     info = {
         "train_seconds": round(time.perf_counter() - started, 1), "steps": trainer.global_step, "seed": seed,
         "batch_size": batch_size, "max_length": max_length, "learning_rate": learning_rate,
-        "examples": len(corpus),
+        "examples": len(corpus), "max_context_chars": max_context_chars,
     }
     if init_from is not None:
         before = json.loads((Path(init_from) / "parser.json").read_text(encoding="utf-8")).get("training", {})
