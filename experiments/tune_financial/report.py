@@ -1,7 +1,7 @@
 """The Financial PhraseBank tune's two steps that are not a command (run.sh calls them):
 
     python experiments/tune_financial/report.py compare-spec runs/tune/fpb_median [--overlay O.yaml] > experiments/tune_financial/compare.yaml
-    python experiments/tune_financial/report.py summary runs/tune/fpb_median runs/tune/fpb_none runs/ablate/tune_financial
+    python experiments/tune_financial/report.py summary runs/tune/fpb_median runs/tune/fpb_none runs/ablate/tune_financial [--ballast runs/tune/fpb_median_ballast]
 
 ``compare-spec`` writes the ablation spec that scores the shipped config against the study's best
 values (3 seeds each, on the test split the search never saw). ``summary`` writes ``studies.csv``
@@ -63,7 +63,7 @@ def study_rows(study_folder: Path) -> list[dict]:
     return rows
 
 
-def summary(studies: list[Path], ablation: Path) -> None:
+def summary(studies: list[Path], ablation: Path, ballast: Path | None = None) -> None:
     per_study = {folder.name: study_rows(folder) for folder in studies}
     fields = ["study", "trial", "state", "val_score", "epochs", "seconds"]
     with (HERE / "studies.csv").open("w", newline="", encoding="utf-8") as handle:
@@ -96,6 +96,16 @@ def summary(studies: list[Path], ablation: Path) -> None:
             lines.append(f"Over the {len(common)} trials (numbers {common[0]}-{common[-1]}) both studies finished while both "
                          f"were running, side by side under the same load: {a:.0f} s with pruning, {b:.0f} s without, "
                          f"{100 * (1 - a / b):.1f}% saved.")
+        if ballast is not None and (ballast / "study.db").is_file():
+            # The ballast repeats the pruned study's trials later in the run: the same work, timed
+            # under the load of that later time, says how much the machine's load moved.
+            repeated = {r["trial"]: r["seconds"] for r in study_rows(ballast)}
+            first = {r["trial"]: r["seconds"] for r in per_study[pruned] if r["trial"] in repeated}
+            if first:
+                lines.append(f"Ballast: after the pruned study ended it was repeated ({ballast.name}) until the unpruned one "
+                             f"ended, so that both studies ran beside a second study throughout. Its {len(first)} finished trials "
+                             f"(numbers 0-{max(first)}, the same work as the study's) took {sum(repeated[n] for n in first):.0f} s "
+                             f"against {sum(first.values()):.0f} s in the study: the machine's load moved that much over the run.")
     table = (ablation / "results.md").read_text(encoding="utf-8") if (ablation / "results.md").is_file() else "(ablation not run)\n"
     (HERE / "results.md").write_text("## The two studies\n\n" + "\n".join(lines) + "\n\n## Shipped vs tuned (test split, 3 seeds)\n\n"
                                      + table, encoding="utf-8")
@@ -112,11 +122,12 @@ def main(argv=None) -> None:
     report.add_argument("pruned", type=Path)
     report.add_argument("unpruned", type=Path)
     report.add_argument("ablation", type=Path)
+    report.add_argument("--ballast", type=Path, default=None, help="the pruned study repeated as ballast (run.sh): its timing")
     args = parser.parse_args(argv)
     if args.command == "compare-spec":
         sys.stdout.write(compare_spec(args.study, args.overlay))
     else:
-        summary([args.pruned, args.unpruned], args.ablation)
+        summary([args.pruned, args.unpruned], args.ablation, args.ballast)
 
 
 if __name__ == "__main__":
