@@ -244,6 +244,9 @@ def test_instruction_parser(run_smoke):
         (name, method) for name in sets for method in ("rules", "learned", "auto", "markers then learned"))
     assert_finite(rows, ["n", "task_acc", "field_em", "span_f1", "language_acc"])
     assert (out / "failures.md").read_text(encoding="utf-8").startswith("# What still fails")
+    report = (out / "results.md").read_text(encoding="utf-8")
+    assert "| QA texts of the set | method | n | question exact | context exact |" in report
+    assert "| unseen templates: all | learned |" in report
 
 
 @pytest.mark.slow

@@ -113,6 +113,14 @@ def score(golds, predictions):
     return {"n": n, "task_acc": task / n, "field_em": em / n, "span_f1": f1, "language_acc": language / n}
 
 
+def qa_fields(golds, predictions) -> dict:
+    """On the texts whose gold reading is qa: how often each of its two fields is read exactly
+    (whatever task the reading has), to tell a loose question from a loose context."""
+    qa = [(g, p) for g, p in zip(golds, predictions) if g.task == "qa"]
+    exact = {f: sum(p is not None and p.fields.get(f) == g.fields[f] for g, p in qa) for f in ("question", "context")}
+    return {"n": len(qa), **{f: count / len(qa) if qa else 0.0 for f, count in exact.items()}}
+
+
 def rules_rate(texts, repeats: int = 5) -> float:
     """Rules parses per second over ``texts`` (errors included), best of ``repeats``, one thread:
     the measure of experiments/benchmarks/data_layer.py."""
@@ -209,23 +217,20 @@ def main(argv: list[str] | None = None) -> None:
     learned_seconds = time.perf_counter() - started
     auto = parse_auto(texts)
 
-    def group(example) -> str:
+    def groups_of(example) -> tuple[str, str]:
+        """The example's own set and the family whose ``: all`` row it joins."""
         if example.dataset in UNSEEN_DATASETS:
-            return f"unseen templates: {example.dataset}, promptsource"
+            return f"unseen templates: {example.dataset}, promptsource", "unseen templates: all"
         if example.dataset in HELDOUT_DATASETS:
             kind = "promptsource" if example.origin.startswith("promptsource/") else "our template (markers)"
-            return f"held-out templates: {example.dataset}, {kind}"
-        return "marker-free instructions" if example.dataset != "issue" else "marker-free: the issue's examples"
+            return f"held-out templates: {example.dataset}, {kind}", "held-out templates: all"
+        own = "marker-free instructions" if example.dataset != "issue" else "marker-free: the issue's examples"
+        return own, "marker-free: all"
 
     groups = defaultdict(list)
     for i, example in enumerate(examples):
-        groups[group(example)].append(i)
-        if example.dataset in UNSEEN_DATASETS:
-            groups["unseen templates: all"].append(i)
-        elif example.dataset in HELDOUT_DATASETS:
-            groups["held-out templates: all"].append(i)
-        else:
-            groups["marker-free: all"].append(i)
+        for name in groups_of(example):
+            groups[name].append(i)
     methods = {"rules": rules, "learned": [p for p, _ in learned], "auto": [p for p, _ in auto]}
     if args.without_learned:
         del methods["learned"]
@@ -233,7 +238,8 @@ def main(argv: list[str] | None = None) -> None:
         methods["markers then learned"] = markers_then_learned(texts, rules, learned)
     rows = []
     order = ("held-out", "unseen", "marker-free")
-    for name in sorted(groups, key=lambda g: (next(i for i, o in enumerate(order) if g.startswith(o)), g.endswith("all"), g)):
+    ordered = sorted(groups, key=lambda g: (next(i for i, o in enumerate(order) if g.startswith(o)), g.endswith("all"), g))
+    for name in ordered:
         index = groups[name]
         for method, predictions in methods.items():
             result = score([golds[i] for i in index], [predictions[i] for i in index])
@@ -252,8 +258,15 @@ def main(argv: list[str] | None = None) -> None:
     while training:
         phases.insert(0, training)
         training = training.get("continued_from") or {}
+    def passages(phase: dict) -> str:  # weights trained before the option existed cut at 500
+        if "max_context_chars" not in phase:
+            return ""
+        limit = phase["max_context_chars"]
+        return ", whole passages" if limit is None else f", passages <= {limit} chars"
+
     described = " then ".join(
-        f"{p.get('steps')} steps (seed {p.get('seed')}, max length {p.get('max_length')}, {p.get('train_seconds')} s)" for p in phases
+        f"{p.get('steps')} steps (seed {p.get('seed')}, max length {p.get('max_length')}{passages(p)}, {p.get('train_seconds')} s)"
+        for p in phases
     )
     setup = "\n".join([
         "Learned parser: none (--without-learned: auto as a fresh install reads)." if args.without_learned else
@@ -269,12 +282,20 @@ def main(argv: list[str] | None = None) -> None:
         [[row["set"], row["method"], row["n"], f"{row['task_acc']:.1%}", f"{row['field_em']:.1%}", f"{row['span_f1']:.3f}",
           f"{row['language_acc']:.1%}"] for row in rows],
     )
+    qa_rows = []
+    for name in (g for g in ordered if g.endswith(": all")):
+        for method in ("learned", "auto"):
+            if method in methods:
+                found = qa_fields([golds[i] for i in groups[name]], [methods[method][i] for i in groups[name]])
+                if found["n"]:
+                    qa_rows.append([name, method, found["n"], f"{found['question']:.1%}", f"{found['context']:.1%}"])
+    qa_table = common.markdown_table(["QA texts of the set", "method", "n", "question exact", "context exact"], qa_rows)
     throughput = common.markdown_table(["throughput", "parses/s"], [
         [f"rules, SST-2 rendered by the sst2 template ({len(marked):,} texts, best of 5; the data-layer benchmark's measure)", f"{rate_marked:,.0f}"],
         [f"rules, every held-out text ({len(texts)} texts, long SQuAD passages included, 1 thread)", f"{rate_all:,.0f}"],
         *([] if args.without_learned else [[f"learned, batched 32, {args.threads} CPU threads ({len(texts)} texts)", f"{learned_rate:,.1f}"]]),
     ])
-    text = common.write_markdown(args.out / f"results{suffix}.md", setup, accuracy, throughput)
+    text = common.write_markdown(args.out / f"results{suffix}.md", setup, accuracy, qa_table, throughput)
 
     failures = ["# What still fails (auto), first few per set", ""]
     for name in sorted(groups):
