@@ -258,6 +258,7 @@ def main(argv: list[str] | None = None) -> None:
     while training:
         phases.insert(0, training)
         training = training.get("continued_from") or {}
+
     def passages(phase: dict) -> str:  # weights trained before the option existed cut at 500
         if "max_context_chars" not in phase:
             return ""

@@ -8,7 +8,8 @@
 #    The pruned study ends first. So that the unpruned one's last trials do not run alone on the
 #    machine (on 2026-12-01 they then ran twice as fast, and the saving read 25.7% where the trials
 #    both studies ran under the same load saved 39%), the pruned study is repeated as ballast
-#    (fpb_median_ballast) until the unpruned one ends; the ballast's own figures are not used.
+#    (fpb_median_ballast) until the unpruned one ends; its trials' times say only how far the load
+#    moved over the run (report.py summary --ballast).
 # 2. Shipped vs tuned (the pruned study's best values), 3 seeds each, scored on the held-out test
 #    split the search never saw: `instructrec ablate compare.yaml` (written from the study).
 set -euo pipefail
