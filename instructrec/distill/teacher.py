@@ -183,8 +183,9 @@ def token_id_map(student, teacher) -> torch.Tensor | None:
     token by its string. A raw text that spells a special token (``[MASK]``) is read as that
     special by the student's tokenizer and so reaches the teacher as its special by role, not as
     the pieces its own tokenizer would make of the string. Raises
-    :class:`~instructrec.errors.InputError` when the two split :data:`PROBE_TEXT` into different pieces, or when more than 1% of the student's tokens are
-    not in the teacher's vocabulary: their ids could not be translated one for one.
+    :class:`~instructrec.errors.InputError` when the two split :data:`PROBE_TEXT` into different
+    pieces, or when more than 1% of the student's tokens are not in the teacher's vocabulary: their
+    ids could not be translated one for one.
     """
     student_vocab, teacher_vocab = student.get_vocab(), teacher.get_vocab()
     roles = ("cls_token", "sep_token", "pad_token", "unk_token", "mask_token", "bos_token", "eos_token")

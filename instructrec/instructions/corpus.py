@@ -752,7 +752,7 @@ PARALLEL = ["The cat sleeps on the sofa.", "Two children are playing in the park
 LANGUAGES_EN = ["German", "French", "Spanish", "Italian", "Chinese", "Czech"]
 
 
-def _fillers(data_root: Path | None, split: str, seed: int, max_context_chars: int | None = None) -> dict[str, list]:
+def _fillers(data_root: Path | None, split: str, seed: int, max_context_chars: int | None) -> dict[str, list]:
     """Values for paraphrase patterns: real data where available, else the built-ins."""
     fillers: dict[str, list] = {
         "sentences": list(SENTENCES), "qa": list(QA_PAIRS), "parallel": list(PARALLEL), "passages": [c for _, c in QA_PAIRS],
@@ -787,11 +787,11 @@ def _fillers(data_root: Path | None, split: str, seed: int, max_context_chars: i
 
 def paraphrase_examples(
     *, split: str, seed: int = 0, count: int = 400, data_root: Path | None = None,
-    max_context_chars: int | None = None,
+    max_context_chars: int | None = TRAIN_CONTEXT_CHARS,
 ) -> list[Example]:
     """Marker-free instructions from the patterns (``HELDOUT_PATTERNS`` for the held-out split,
     filled with held-out data; plus the issue's own examples there); training passages cut to
-    ``max_context_chars`` when given (see :func:`build_corpus`)."""
+    ``max_context_chars`` (None: whole), as in :func:`build_corpus`."""
     fillers = _fillers(data_root, split, seed, max_context_chars)
     rng = random.Random(f"{seed}/paraphrases/{split}")
     heldout = split == "heldout"

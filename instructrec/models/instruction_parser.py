@@ -427,13 +427,13 @@ def _questions_to_their_mark(text: str, spans: list[tuple[str, int, int]]) -> li
     others is changed by either rule, nor any gold span of the held-out sets; of the parser
     experiment's unseen templates 3 of 1,760 gold spans are (a question with a stray closing quote;
     "Name one of the causes. from the following article ?" runs on to that mark)."""
-    starts = sorted(start for _, start, _ in spans)
+    starts = [start for _, start, _ in spans]
     snapped = []
     for field, start, end in spans:
         if field == "question":
-            marks = [i for i in range(start, end) if text[i] in QUESTION_MARKS]
-            if marks:
-                end = _closed(text, start, marks[0] + 1)
+            mark = next((i for i in range(start, end) if text[i] in QUESTION_MARKS), None)
+            if mark is not None:
+                end = _closed(text, start, mark + 1)
             else:
                 line_end = text.find("\n", end)
                 line_end = len(text) if line_end < 0 else line_end
